@@ -1,0 +1,59 @@
+// Package core is the dflockd engine: locks, semaphores, leases, FIFO
+// queues and two-phase acquires. It does no I/O and knows nothing of the
+// wire protocol; the server package maps requests onto it.
+//
+// # Model
+//
+// A key lives in one of two namespaces (KindLock, KindSemaphore) and is a
+// resource with a limit (1 for locks), a set of holders (token, owner,
+// lease expiry) and a FIFO queue of waiters. Capacity freed by a release,
+// an expiry or a disconnect always goes to the head of the queue first; a
+// newcomer never overtakes a queued waiter. Tokens are 32 hex characters:
+// a server-wide increasing fence (16) followed by random salt (16), so a
+// later grant always carries a greater token.
+//
+// # Concurrency and what locks
+//
+// Keys live in an xsync.MapOf per namespace. A resource's mutable fields
+// are guarded by its own mutex, resource.mu.
+//
+//   - Acquire or release of an existing key, uncontended: a lock-free map
+//     Load, then resource.mu taken and released without contention (one
+//     CAS each way), the token (an atomic fence increment plus a
+//     per-P sync.Pool of crypto/rand bytes), and an update of the caller's
+//     Owner map (not shared). No global lock, one allocation (the token).
+//   - Creating a key: one bucket-level Compute that reserves a slot in the
+//     global key counter (an atomic) and inserts, so MaxKeys is exact.
+//   - Contended keys (the slow path): waiters are queued under
+//     resource.mu; a waiter blocks on its own one-slot channel, never on a
+//     lock. A key with waiters registers its earliest lease expiry in the
+//     deadline heap (expiryHeap.mu, a global mutex taken only on this slow
+//     path) so Run hands an expired lease on within milliseconds.
+//   - Sweep, CollectIdle and Stats iterate the maps with Range (lock-free)
+//     and take each resource.mu in turn.
+//   - CollectIdle deletes inside a bucket-level Compute and only takes
+//     resource.mu there with TryLock, so no callback ever blocks.
+//
+// Lock order: map bucket (Compute) → resource.mu (TryLock only) ;
+// resource.mu → expiryHeap.mu. No code holds two resource mutexes at once,
+// and nothing takes a bucket lock while holding resource.mu.
+//
+// # Waiters and cancellation
+//
+// A waiter's state moves once from waiting to granted or done, always
+// under resource.mu. The granter sets granted and sends on the waiter's
+// one-slot channel (it cannot block). A waiter that times out or is
+// cancelled takes resource.mu: if still waiting it leaves the queue; if a
+// grant got there first it drains the channel and either keeps the lease
+// (timeout) or releases it to the next waiter (cancellation), so no grant
+// is ever lost to a departed client.
+//
+// # Invariants
+//
+//   - len(holders) <= limit, always.
+//   - queue.live counts exactly the queued waiters in state waiting.
+//   - A dead (collected) resource is never mutated; callers that find one
+//     look the key up again.
+//   - Owner maps are touched only by the owner's goroutine; other
+//     goroutines change waiters' atomic state, nothing else of an Owner.
+package core

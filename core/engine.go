@@ -1,0 +1,312 @@
+package core
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/puzpuzpuz/xsync/v3"
+)
+
+// Engine holds all lock and semaphore state of one server. All methods are
+// safe for concurrent use; an individual *Owner is not (see Owner).
+type Engine struct {
+	opts  Options
+	epoch time.Time // engine nanos are measured from here
+	ns    [2]*xsync.MapOf[string, *resource]
+	nkeys atomic.Int64 // live resources in both namespaces
+	fence fence
+	exp   expiryHeap
+}
+
+// New returns an Engine configured by opts.
+func New(opts Options) *Engine {
+	e := &Engine{opts: opts.withDefaults()}
+	e.epoch = e.opts.Now()
+	for i := range e.ns {
+		e.ns[i] = xsync.NewMapOf[string, *resource]()
+	}
+	// Seed the fence from the wall clock so tokens keep rising across
+	// restarts (best effort: it relies on the clock not going back).
+	e.fence.n.Store(uint64(time.Now().UnixNano()))
+	e.exp.wake = make(chan struct{}, 1)
+	return e
+}
+
+// now returns engine nanos: time since the engine's epoch, measured with
+// the monotonic clock when the clock provides one.
+func (e *Engine) now() int64 { return int64(e.opts.Now().Sub(e.epoch)) }
+
+// at converts engine nanos back to a wall-clock time.
+func (e *Engine) at(n int64) time.Time { return e.epoch.Add(time.Duration(n)) }
+
+// DefaultTTL returns the lease given to requests that name none.
+func (e *Engine) DefaultTTL() time.Duration { return e.opts.DefaultTTL }
+
+// Run hands expired leases on to waiters, sweeps expired leases and
+// collects idle keys until ctx is done. It returns ctx's error. Run must
+// be called at most once at a time.
+func (e *Engine) Run(ctx context.Context) error {
+	sweep := time.NewTicker(e.opts.SweepInterval)
+	defer sweep.Stop()
+	gc := time.NewTicker(e.opts.GCInterval)
+	defer gc.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next, ok := e.ExpireDue()
+		wait := e.opts.SweepInterval
+		if ok {
+			if d := time.Duration(next - e.now()); d < wait {
+				wait = d
+			}
+		}
+		if wait < time.Millisecond {
+			wait = time.Millisecond
+		}
+		timer.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		case <-e.exp.wake:
+		case <-sweep.C:
+			e.Sweep()
+		case <-gc.C:
+			e.CollectIdle()
+		}
+	}
+}
+
+// lookup returns the live resource for key, creating it with limit when
+// absent. It never returns a dead resource unlocked... it returns the
+// resource locked.
+func (e *Engine) lockResource(k Kind, key string, limit int, create bool) (*resource, error) {
+	m := e.ns[k]
+	for {
+		r, ok := m.Load(key)
+		if !ok {
+			if !create {
+				return nil, nil
+			}
+			var err error
+			r, err = e.create(m, k, key, limit)
+			if err != nil {
+				return nil, err
+			}
+		}
+		r.mu.Lock()
+		if !r.dead {
+			return r, nil
+		}
+		r.mu.Unlock()
+	}
+}
+
+// create inserts a new resource unless MaxKeys would be exceeded. The
+// reservation happens inside the bucket-level Compute, so two creators of
+// the same key cannot both count it, and the cap is exact.
+func (e *Engine) create(m *xsync.MapOf[string, *resource], k Kind, key string, limit int) (*resource, error) {
+	now := e.now()
+	max := int64(e.opts.MaxKeys)
+	r, _ := m.Compute(key, func(old *resource, loaded bool) (*resource, bool) {
+		if loaded {
+			return old, false
+		}
+		if e.nkeys.Add(1) > max {
+			e.nkeys.Add(-1)
+			return nil, true
+		}
+		return newResource(key, k, limit, now), false
+	})
+	if r == nil {
+		return nil, ErrMaxKeys
+	}
+	return r, nil
+}
+
+// grant hands free slots to queued waiters in FIFO order. r.mu is held.
+func (e *Engine) grant(r *resource, now int64) {
+	for len(r.holders) < r.limit {
+		w := r.queue.pop()
+		if w == nil {
+			break
+		}
+		w.token = e.fence.newToken()
+		w.expires = now + int64(w.ttl)
+		h := holder{token: w.token, owner: w.owner, expires: w.expires}
+		if w.twoPhase {
+			h.rec = w
+		}
+		r.holders = append(r.holders, h)
+		w.state.Store(stateGranted)
+		w.ch <- struct{}{} // never blocks: one slot, one sender
+	}
+	e.watch(r)
+}
+
+// watch registers r's earliest lease expiry in the deadline heap when r
+// has waiters, so that an expired holder is replaced promptly instead of
+// at the next sweep. Keys without waiters are never registered: nobody is
+// waiting for their expiry, and the sweep or the next acquire evicts them.
+// r.mu is held.
+func (e *Engine) watch(r *resource) {
+	if r.queue.live == 0 || len(r.holders) == 0 {
+		return
+	}
+	d := r.earliest()
+	if r.deadline != 0 && r.deadline <= d {
+		return
+	}
+	r.deadline = d
+	e.exp.push(d, r)
+}
+
+// ExpireDue evicts expired holders of every watched key whose deadline
+// has passed, handing their slots to waiters. It reports the next pending
+// deadline (engine nanos) if there is one. Run calls it; tests that drive
+// the clock call it directly.
+func (e *Engine) ExpireDue() (next int64, ok bool) {
+	now := e.now()
+	for {
+		d, r, found := e.exp.popDue(now)
+		if !found {
+			break
+		}
+		r.mu.Lock()
+		if r.deadline == d && !r.dead {
+			r.deadline = 0
+			if r.evictExpired(now) > 0 {
+				r.lastActive = now
+			}
+			e.grant(r, now)
+		}
+		r.mu.Unlock()
+	}
+	return e.exp.peek()
+}
+
+// Sweep evicts every expired holder of every key and hands the freed
+// slots to waiters. It returns the number of leases evicted.
+func (e *Engine) Sweep() int {
+	now := e.now()
+	n := 0
+	for _, m := range e.ns {
+		m.Range(func(_ string, r *resource) bool {
+			r.mu.Lock()
+			if !r.dead {
+				if c := r.evictExpired(now); c > 0 {
+					n += c
+					r.lastActive = now
+					e.grant(r, now)
+				}
+			}
+			r.mu.Unlock()
+			return true
+		})
+	}
+	return n
+}
+
+// CollectIdle deletes keys that have had no holders and no waiters for at
+// least Options.GCMaxIdle, and returns how many it deleted. The key count
+// is decremented inside the same bucket-locked step that deletes the key.
+func (e *Engine) CollectIdle() int {
+	cutoff := e.now() - int64(e.opts.GCMaxIdle)
+	n := 0
+	for _, m := range e.ns {
+		m.Range(func(key string, r *resource) bool {
+			r.mu.Lock()
+			candidate := !r.dead && r.idle() && r.lastActive <= cutoff
+			r.mu.Unlock()
+			if !candidate {
+				return true
+			}
+			m.Compute(key, func(old *resource, loaded bool) (*resource, bool) {
+				if !loaded || old != r {
+					return old, !loaded
+				}
+				// Never block inside Compute: TryLock, and skip the key
+				// if someone is using it right now.
+				if !r.mu.TryLock() {
+					return old, false
+				}
+				del := r.idle() && r.lastActive <= cutoff
+				if del {
+					r.dead = true
+					e.nkeys.Add(-1)
+					n++
+				}
+				r.mu.Unlock()
+				return old, del
+			})
+			return true
+		})
+	}
+	return n
+}
+
+// Keys returns the number of live keys in both namespaces.
+func (e *Engine) Keys() int { return int(e.nkeys.Load()) }
+
+// expiryHeap is a min-heap of (deadline, resource) with its own mutex.
+// Lock order: resource.mu may be held while taking expiryHeap.mu, never
+// the other way round.
+type expiryHeap struct {
+	mu    sync.Mutex
+	items deadlines
+	wake  chan struct{}
+}
+
+type deadlineItem struct {
+	at int64
+	r  *resource
+}
+
+type deadlines []deadlineItem
+
+func (d deadlines) Len() int           { return len(d) }
+func (d deadlines) Less(i, j int) bool { return d[i].at < d[j].at }
+func (d deadlines) Swap(i, j int)      { d[i], d[j] = d[j], d[i] }
+func (d *deadlines) Push(x any)        { *d = append(*d, x.(deadlineItem)) }
+func (d *deadlines) Pop() any {
+	old := *d
+	it := old[len(old)-1]
+	old[len(old)-1] = deadlineItem{}
+	*d = old[:len(old)-1]
+	return it
+}
+
+func (h *expiryHeap) push(at int64, r *resource) {
+	h.mu.Lock()
+	first := len(h.items) == 0 || at < h.items[0].at
+	heap.Push(&h.items, deadlineItem{at: at, r: r})
+	h.mu.Unlock()
+	if first {
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (h *expiryHeap) popDue(now int64) (int64, *resource, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.items) == 0 || h.items[0].at > now {
+		return 0, nil, false
+	}
+	it := heap.Pop(&h.items).(deadlineItem)
+	return it.at, it.r, true
+}
+
+func (h *expiryHeap) peek() (int64, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.items) == 0 {
+		return 0, false
+	}
+	return h.items[0].at, true
+}
