@@ -12,6 +12,13 @@
 // a server-wide increasing fence (16) followed by random salt (16), so a
 // later grant always carries a greater token.
 //
+// # Keys
+//
+// The engine never retains a key string it is given: it stores its own
+// copy when it creates a key. Callers may therefore pass strings that
+// alias reusable buffers (the server does, to decode without allocating),
+// as long as the bytes do not change during the call.
+//
 // # Concurrency and what locks
 //
 // Keys live in an xsync.MapOf per namespace. A resource's mutable fields

@@ -3,6 +3,7 @@ package core
 import (
 	"container/heap"
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,7 +14,8 @@ import (
 // Engine holds all lock and semaphore state of one server. All methods are
 // safe for concurrent use; an individual *Owner is not (see Owner).
 type Engine struct {
-	opts  Options
+	opts     Options
+	realTime bool // Options.Now was nil: read the monotonic clock directly
 	epoch time.Time // engine nanos are measured from here
 	ns    [2]*xsync.MapOf[string, *resource]
 	nkeys atomic.Int64 // live resources in both namespaces
@@ -23,7 +25,7 @@ type Engine struct {
 
 // New returns an Engine configured by opts.
 func New(opts Options) *Engine {
-	e := &Engine{opts: opts.withDefaults()}
+	e := &Engine{opts: opts.withDefaults(), realTime: opts.Now == nil}
 	e.epoch = e.opts.Now()
 	for i := range e.ns {
 		e.ns[i] = xsync.NewMapOf[string, *resource]()
@@ -37,7 +39,12 @@ func New(opts Options) *Engine {
 
 // now returns engine nanos: time since the engine's epoch, measured with
 // the monotonic clock when the clock provides one.
-func (e *Engine) now() int64 { return int64(e.opts.Now().Sub(e.epoch)) }
+func (e *Engine) now() int64 {
+	if e.realTime {
+		return int64(time.Since(e.epoch)) // one monotonic clock read
+	}
+	return int64(e.opts.Now().Sub(e.epoch))
+}
 
 // at converts engine nanos back to a wall-clock time.
 func (e *Engine) at(n int64) time.Time { return e.epoch.Add(time.Duration(n)) }
@@ -111,6 +118,9 @@ func (e *Engine) lockResource(k Kind, key string, limit int, create bool) (*reso
 func (e *Engine) create(m *xsync.MapOf[string, *resource], k Kind, key string, limit int) (*resource, error) {
 	now := e.now()
 	max := int64(e.opts.MaxKeys)
+	// Callers may pass keys that alias reusable buffers; the map and the
+	// resource keep this copy.
+	key = strings.Clone(key)
 	r, _ := m.Compute(key, func(old *resource, loaded bool) (*resource, bool) {
 		if loaded {
 			return old, false

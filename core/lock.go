@@ -94,7 +94,7 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 		if !twoPhase {
 			o.addHeld(r) // a two-phase slot is tracked by its record until Wait
 		}
-		return Lease{Key: key, Token: tok, TTL: opt.TTL, Expires: e.at(exp)}, rec, nil
+		return Lease{Key: r.key, Token: tok, TTL: opt.TTL, Expires: e.at(exp)}, rec, nil
 	}
 	if e.opts.MaxWaiters > 0 && r.queue.live >= e.opts.MaxWaiters {
 		r.mu.Unlock()
@@ -251,7 +251,7 @@ func (e *Engine) Enqueue(o *Owner, k Kind, key string, opt AcquireOptions) (leas
 	if o.records == nil {
 		o.records = make(map[recKey]*waiter)
 	}
-	o.records[recKey{k, key}] = rec
+	o.records[recKey{k, rec.r.key}] = rec // r.key: the engine's own copy
 	return l, l.Token != "", nil
 }
 
@@ -327,5 +327,5 @@ func (e *Engine) Renew(k Kind, key, token string, ttl time.Duration) (Lease, err
 	h.expires = now + int64(ttl)
 	exp := h.expires
 	r.mu.Unlock()
-	return Lease{Key: key, Token: token, TTL: ttl, Expires: e.at(exp)}, nil
+	return Lease{Key: r.key, Token: token, TTL: ttl, Expires: e.at(exp)}, nil
 }

@@ -10,8 +10,7 @@ package core
 type Owner struct {
 	id      uint64
 	records map[recKey]*waiter
-	held    map[*resource]int32 // slots this owner took itself; may be stale
-	prune   int                 // len(held) at which stale entries are pruned
+	held    heldSet // slots this owner took itself; may be stale
 }
 
 type recKey struct {
@@ -22,49 +21,115 @@ type recKey struct {
 // NewOwner returns an Owner with the given id (the connection id shown in
 // stats as owner_conn_id).
 func NewOwner(id uint64) *Owner {
-	return &Owner{id: id, held: make(map[*resource]int32, 4), prune: 64}
+	return &Owner{id: id}
 }
 
 // ID returns the owner's id.
 func (o *Owner) ID() uint64 { return o.id }
 
 // addHeld records a slot o took on r.
-func (o *Owner) addHeld(r *resource) {
-	o.held[r]++
-	if len(o.held) >= o.prune {
-		o.pruneHeld()
-	}
-}
+func (o *Owner) addHeld(r *resource) { o.held.add(r) }
 
 // dropHeld forgets one slot o held on r.
-func (o *Owner) dropHeld(r *resource) {
-	if n := o.held[r]; n > 1 {
-		o.held[r] = n - 1
-	} else if n == 1 {
-		delete(o.held, r)
+func (o *Owner) dropHeld(r *resource) { o.held.drop(r) }
+
+// heldSet counts slots per resource. Most sessions hold a handful of
+// keys, so it starts as a small slice searched from the newest end (no
+// hashing, no allocation after warm-up) and turns into a map past
+// smallHeld entries. Entries can go stale when another owner releases a
+// slot by token or a lease expires; prune drops those.
+type heldSet struct {
+	small []heldEntry
+	big   map[*resource]int32
+	prune int // size at which big is pruned
+}
+
+type heldEntry struct {
+	r *resource
+	n int32
+}
+
+const smallHeld = 16
+
+func (s *heldSet) add(r *resource) {
+	if s.big == nil {
+		for i := len(s.small) - 1; i >= 0; i-- {
+			if s.small[i].r == r {
+				s.small[i].n++
+				return
+			}
+		}
+		if len(s.small) < smallHeld {
+			s.small = append(s.small, heldEntry{r, 1})
+			return
+		}
+		s.big = make(map[*resource]int32, 2*smallHeld)
+		for _, he := range s.small {
+			s.big[he.r] = he.n
+		}
+		s.small = nil
+		s.prune = 4 * smallHeld
+	}
+	s.big[r]++
+	if len(s.big) >= s.prune {
+		s.pruneStale()
 	}
 }
 
-// pruneHeld drops entries for slots that were released by another owner,
-// expired, or whose key was collected, so the map tracks what o really
-// holds.
-func (o *Owner) pruneHeld() {
-	for r := range o.held {
+func (s *heldSet) drop(r *resource) {
+	if s.big == nil {
+		for i := len(s.small) - 1; i >= 0; i-- {
+			if s.small[i].r == r {
+				if s.small[i].n--; s.small[i].n == 0 {
+					last := len(s.small) - 1
+					s.small[i] = s.small[last]
+					s.small[last] = heldEntry{}
+					s.small = s.small[:last]
+				}
+				return
+			}
+		}
+		return
+	}
+	if n := s.big[r]; n > 1 {
+		s.big[r] = n - 1
+	} else if n == 1 {
+		delete(s.big, r)
+	}
+}
+
+// pruneStale recounts, under each resource's mutex, the slots the owner
+// really holds. The owner is found through the holders themselves.
+func (s *heldSet) pruneStale() {
+	for r := range s.big {
 		r.mu.Lock()
-		var n int32
+		n := int32(0)
 		for i := range r.holders {
-			if r.holders[i].owner == o {
+			if h := r.holders[i].owner; h != nil && &h.held == s {
 				n++
 			}
 		}
 		r.mu.Unlock()
 		if n == 0 {
-			delete(o.held, r)
+			delete(s.big, r)
 		} else {
-			o.held[r] = n
+			s.big[r] = n
 		}
 	}
-	o.prune = 2*len(o.held) + 64
+	s.prune = 2*len(s.big) + 4*smallHeld
+}
+
+// drain calls f for every resource in the set and empties it.
+func (s *heldSet) drain(f func(r *resource)) {
+	for _, he := range s.small {
+		f(he.r)
+	}
+	clear(s.small)
+	s.small = s.small[:0]
+	for r := range s.big {
+		f(r)
+	}
+	s.big = nil
 }
 
 // record returns o's live enqueue record for (k, key), dropping a stale one.
@@ -122,11 +187,10 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 		r.mu.Unlock()
 	}
 	if keep {
-		clear(o.held)
+		o.held.drain(func(*resource) {})
 		return
 	}
-	for r := range o.held {
-		delete(o.held, r)
+	o.held.drain(func(r *resource) {
 		r.mu.Lock()
 		released := false
 		for i := 0; i < len(r.holders); {
@@ -142,5 +206,5 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 			e.grant(r, now)
 		}
 		r.mu.Unlock()
-	}
+	})
 }

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+	"unsafe"
+
+	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/protocol"
+)
+
+// view returns a string that aliases b without copying. The engine never
+// retains key or token strings it is given (it copies a key before storing
+// it), so a view is safe for the duration of one engine call.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// kindOf maps a command to its namespace.
+func kindOf(c protocol.Command) core.Kind {
+	switch c {
+	case protocol.CmdSemLock, protocol.CmdSemRelease, protocol.CmdSemRenew, protocol.CmdSemEnqueue, protocol.CmdSemWait:
+		return core.KindSemaphore
+	}
+	return core.KindLock
+}
+
+// statusOf maps an engine error to its wire status. It is the only
+// error-to-status mapping in the server.
+func statusOf(err error) protocol.Status {
+	switch {
+	case errors.Is(err, core.ErrTimeout):
+		return protocol.StatusTimeout
+	case errors.Is(err, core.ErrMaxKeys):
+		return protocol.StatusErrMaxLocks
+	case errors.Is(err, core.ErrMaxWaiters):
+		return protocol.StatusErrMaxWaiters
+	case errors.Is(err, core.ErrLimitMismatch):
+		return protocol.StatusErrLimitMismatch
+	case errors.Is(err, core.ErrNotEnqueued):
+		return protocol.StatusErrNotEnqueued
+	case errors.Is(err, core.ErrAlreadyEnqueued):
+		return protocol.StatusErrAlreadyEnqueued
+	case errors.Is(err, core.ErrLeaseExpired):
+		return protocol.StatusErrLeaseExpired
+	}
+	// ErrNotHolder, ErrCanceled and anything unexpected.
+	return protocol.StatusError
+}
+
+// dispatch runs one decoded request and appends its answer. done reports
+// that the session must end (with reason).
+func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
+	e := sess.srv.opts.Engine
+	switch req.Cmd {
+	case protocol.CmdLock, protocol.CmdSemLock:
+		return sess.lock(req)
+	case protocol.CmdRelease, protocol.CmdSemRelease:
+		err := e.Release(sess.owner, kindOf(req.Cmd), view(req.Key), view(req.Token))
+		sess.answer(err)
+	case protocol.CmdRenew, protocol.CmdSemRenew:
+		l, err := e.Renew(kindOf(req.Cmd), view(req.Key), view(req.Token), req.TTL)
+		if err != nil {
+			// An expired lease is plain `error` for a renew (§2.3).
+			sess.reply(protocol.StatusError)
+			break
+		}
+		sess.wmu.Lock()
+		sess.out = protocol.AppendOKInt(sess.out, int64(l.TTL/time.Second))
+		sess.wmu.Unlock()
+	case protocol.CmdEnqueue, protocol.CmdSemEnqueue:
+		l, acquired, err := e.Enqueue(sess.owner, kindOf(req.Cmd), view(req.Key), core.AcquireOptions{Limit: req.Limit, TTL: req.TTL})
+		switch {
+		case err != nil:
+			sess.reply(statusOf(err))
+		case acquired:
+			sess.grant(protocol.StatusAcquired, l)
+		default:
+			sess.reply(protocol.StatusQueued)
+		}
+	case protocol.CmdWait, protocol.CmdSemWait:
+		return sess.wait(req)
+	case protocol.CmdPing:
+		sess.reply(protocol.StatusOK)
+	case protocol.CmdStats:
+		sess.stats()
+	case protocol.CmdAuth:
+		// No token configured, or already authenticated (§2.4).
+		sess.reply(protocol.StatusError)
+	default:
+		// listen, unlisten and signal arrive with pub/sub support.
+		sess.reply(protocol.StatusError)
+	}
+	return 0, false
+}
+
+// answer appends `ok` for nil, else the error's status.
+func (sess *session) answer(err error) {
+	if err != nil {
+		sess.reply(statusOf(err))
+		return
+	}
+	sess.reply(protocol.StatusOK)
+}
+
+func (sess *session) grant(st protocol.Status, l core.Lease) {
+	sess.wmu.Lock()
+	sess.out = protocol.AppendGrant(sess.out, st, l.Token, l.TTL)
+	sess.wmu.Unlock()
+}
+
+func (sess *session) lock(req *protocol.Request) (CloseReason, bool) {
+	e := sess.srv.opts.Engine
+	opt := core.AcquireOptions{Limit: req.Limit, TTL: req.TTL, Queue: req.Timeout > 0}
+	l, t, err := e.Acquire(sess.owner, kindOf(req.Cmd), view(req.Key), opt)
+	if err == nil && t != nil {
+		alive := sess.block(func(ctx context.Context) {
+			l, err = t.Wait(ctx, req.Timeout)
+		})
+		if !alive {
+			return sess.gone(), true
+		}
+	}
+	if err != nil {
+		sess.reply(statusOf(err))
+		return 0, false
+	}
+	sess.grant(protocol.StatusOK, l)
+	return 0, false
+}
+
+func (sess *session) wait(req *protocol.Request) (CloseReason, bool) {
+	e := sess.srv.opts.Engine
+	k, key := kindOf(req.Cmd), view(req.Key)
+	var l core.Lease
+	var err error
+	if req.Timeout > 0 && sess.owner.Queued(k, key) {
+		alive := sess.block(func(ctx context.Context) {
+			l, err = e.Wait(ctx, sess.owner, k, key, req.Timeout)
+		})
+		if !alive {
+			return sess.gone(), true
+		}
+	} else {
+		l, err = e.Wait(sess.srv.base, sess.owner, k, key, req.Timeout)
+	}
+	if err != nil {
+		sess.reply(statusOf(err))
+		return 0, false
+	}
+	sess.grant(protocol.StatusOK, l)
+	return 0, false
+}
+
+// gone names why a blocked request found its connection unusable.
+func (sess *session) gone() CloseReason {
+	if errors.Is(sess.rd.failed, errPipelineOverflow) {
+		return CloseAbusivePipeline
+	}
+	return CloseEOF
+}
+
+// statsBody is the JSON shape of `stats` (§5). Every slice is non-nil.
+type statsBody struct {
+	Connections    int                  `json:"connections"`
+	Locks          []core.LockStat      `json:"locks"`
+	Semaphores     []core.SemaphoreStat `json:"semaphores"`
+	IdleLocks      []core.IdleStat      `json:"idle_locks"`
+	IdleSemaphores []core.IdleStat      `json:"idle_semaphores"`
+	SignalChannels []signalChannelStat  `json:"signal_channels"`
+}
+
+type signalChannelStat struct {
+	Pattern   string `json:"pattern"`
+	Group     string `json:"group,omitempty"`
+	Listeners int    `json:"listeners"`
+}
+
+func (sess *session) stats() {
+	st := sess.srv.opts.Engine.Stats()
+	body, err := json.Marshal(statsBody{
+		Connections:    sess.srv.Connections(),
+		Locks:          st.Locks,
+		Semaphores:     st.Semaphores,
+		IdleLocks:      st.IdleLocks,
+		IdleSemaphores: st.IdleSemaphores,
+		SignalChannels: []signalChannelStat{},
+	})
+	if err != nil {
+		sess.srv.log.Error("stats: encoding failed", "err", err)
+		sess.reply(protocol.StatusError)
+		return
+	}
+	sess.wmu.Lock()
+	sess.out = protocol.AppendOKBody(sess.out, body)
+	sess.wmu.Unlock()
+}

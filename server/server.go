@@ -1,0 +1,246 @@
+// Package server runs dflockd sessions over any net.Listener. It glues the
+// transport (byte streams), the protocol codec, authentication and the
+// core engine together; dispatch.go is the only place that knows both the
+// wire statuses and the engine's errors.
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server: closed")
+
+// Server serves the dflockd line protocol. Create it with New; a Server
+// can serve several listeners at once, all sharing one engine.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+
+	// base is cancelled when shutdown starts: blocked waits end with
+	// `error` and later requests are answered `error_draining`.
+	base     context.Context
+	cancel   context.CancelFunc
+	draining atomic.Bool
+	nextID   atomic.Uint64
+	active   sync.WaitGroup // sessions
+
+	mu        sync.Mutex
+	closed    bool
+	listeners map[net.Listener]struct{}
+	sessions  map[*session]struct{}
+	perIP     map[string]int
+	nconns    int
+}
+
+// New returns a Server configured by opts. It panics if opts.Engine is nil.
+func New(opts Options) *Server {
+	if opts.Engine == nil {
+		panic("server: Options.Engine is required")
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.WriteTimeout < 0 {
+		opts.WriteTimeout = 0
+	}
+	s := &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[net.Listener]struct{}),
+		sessions:  make(map[*session]struct{}),
+		perIP:     make(map[string]int),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s.base, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Connections returns the number of open connections, including those
+// still authenticating.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nconns
+}
+
+// Serve accepts connections on l and serves each in its own goroutine
+// until Shutdown or Close. It closes l before returning. It always returns
+// a non-nil error: ErrServerClosed after Shutdown or Close.
+//
+// Accept errors other than a closed listener are retried with exponential
+// back-off (5 ms doubling to 1 s, reset by the next success).
+func (s *Server) Serve(l net.Listener) error {
+	if !s.track(l) {
+		l.Close()
+		return ErrServerClosed
+	}
+	defer s.untrack(l)
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.shuttingDown() {
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff *= 2; backoff > time.Second {
+				backoff = time.Second
+			}
+			s.log.Warn("accept failed; backing off", "err", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.base.Done():
+				t.Stop()
+			}
+			continue
+		}
+		backoff = 0
+		sess, ok := s.admit(c)
+		if !ok {
+			c.Close() // over a connection cap: no byte is written
+			continue
+		}
+		go sess.serve()
+	}
+}
+
+func (s *Server) shuttingDown() bool { return s.draining.Load() }
+
+func (s *Server) track(l net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.draining.Load() {
+		return false
+	}
+	s.listeners[l] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(l net.Listener) {
+	s.mu.Lock()
+	delete(s.listeners, l)
+	s.mu.Unlock()
+	l.Close()
+}
+
+// remoteIP returns the host part of addr, or the whole string when it has
+// no port (Unix sockets).
+func remoteIP(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// admit applies the connection caps (check and increment under one lock,
+// so concurrent accepts cannot overshoot) and registers a session.
+func (s *Server) admit(c net.Conn) (*session, bool) {
+	ip := remoteIP(c.RemoteAddr())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.draining.Load() {
+		return nil, false
+	}
+	if s.opts.MaxConns > 0 && s.nconns >= s.opts.MaxConns {
+		s.log.Debug("connection refused: max connections", "remote", c.RemoteAddr())
+		return nil, false
+	}
+	if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
+		s.log.Debug("connection refused: max connections per ip", "remote", c.RemoteAddr())
+		return nil, false
+	}
+	s.nconns++
+	s.perIP[ip]++
+	sess := newSession(s, c, s.nextID.Add(1), ip)
+	s.sessions[sess] = struct{}{}
+	s.active.Add(1)
+	return sess, true
+}
+
+// forget unregisters a finished session.
+func (s *Server) forget(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.nconns--
+	if n := s.perIP[sess.ip] - 1; n > 0 {
+		s.perIP[sess.ip] = n
+	} else {
+		delete(s.perIP, sess.ip)
+	}
+	s.mu.Unlock()
+	s.active.Done()
+}
+
+// Shutdown stops the server gracefully (§7.6): it closes every listener,
+// cancels blocked lock waits (they answer `error`), answers any further
+// request with `error_draining` and closes that connection, and waits for
+// all sessions to end. If ctx ends first, the remaining connections are
+// closed (their locks are released as on any disconnect) and ctx's error
+// is returned once their sessions have finished.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.beginDrain()
+	done := make(chan struct{})
+	go func() { s.active.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.closeSessions()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes all listeners and connections immediately and waits for
+// their sessions to finish cleaning up.
+func (s *Server) Close() error {
+	s.beginDrain()
+	s.closeSessions()
+	s.active.Wait()
+	return nil
+}
+
+func (s *Server) beginDrain() {
+	s.mu.Lock()
+	s.draining.Store(true)
+	ls := make([]net.Listener, 0, len(s.listeners))
+	for l := range s.listeners {
+		ls = append(ls, l)
+	}
+	s.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+	s.cancel()
+}
+
+func (s *Server) closeSessions() {
+	s.mu.Lock()
+	s.closed = true
+	for sess := range s.sessions {
+		sess.conn.Close()
+	}
+	s.mu.Unlock()
+}

@@ -1,0 +1,330 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/protocol"
+)
+
+// authFailPause is how long a connection that failed the handshake waits
+// before it is closed (§7.1), slowing down token guessing.
+const authFailPause = 100 * time.Millisecond
+
+// maxPipelined is how many bytes a client may send while one of its
+// requests is blocked before the connection is dropped as abusive (the
+// size of the read buffer).
+const maxPipelined = 4096
+
+// CloseReason says why a session ended. It is logged.
+type CloseReason uint8
+
+// Reasons a session ends.
+const (
+	CloseEOF CloseReason = iota
+	CloseReadError
+	CloseReadTimeout
+	CloseProtocolError
+	CloseAuthFailed
+	CloseWriteError
+	CloseDraining
+	CloseAbusivePipeline
+	CloseServerClosed
+)
+
+var closeReasons = [...]string{
+	CloseEOF:             "eof",
+	CloseReadError:       "read_error",
+	CloseReadTimeout:     "read_timeout",
+	CloseProtocolError:   "protocol_error",
+	CloseAuthFailed:      "auth_failed",
+	CloseWriteError:      "write_error",
+	CloseDraining:        "draining",
+	CloseAbusivePipeline: "pipeline_overflow",
+	CloseServerClosed:    "server_closed",
+}
+
+// String returns the reason's log name.
+func (r CloseReason) String() string {
+	if int(r) < len(closeReasons) {
+		return closeReasons[r]
+	}
+	return "unknown"
+}
+
+// session is one connection: a single goroutine reads a request, runs it
+// and appends the answer to out, and flushes out only when no further
+// request is already buffered, so pipelined requests share one write.
+type session struct {
+	srv   *Server
+	conn  net.Conn
+	id    uint64
+	ip    string
+	owner *core.Owner
+	rd    connReader
+	dec   *protocol.Decoder
+	req   protocol.Request
+
+	authed   bool
+	identity string
+
+	wmu sync.Mutex // guards out and writes to conn
+	out []byte
+}
+
+func newSession(s *Server, c net.Conn, id uint64, ip string) *session {
+	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id)}
+	sess.rd = connReader{conn: c}
+	sess.dec = protocol.NewDecoder(&sess.rd)
+	timeout := s.opts.ReadTimeout
+	sess.dec.SetLineHook(func() {
+		// A fresh deadline for every line (§1); arming it only when the
+		// line is not already buffered keeps it off the pipelined path.
+		_ = c.SetReadDeadline(time.Now().Add(timeout))
+	})
+	sess.authed = s.opts.Auth == nil
+	sess.out = make([]byte, 0, 512)
+	return sess
+}
+
+// serve runs the session to its end and cleans up after it.
+func (sess *session) serve() {
+	s := sess.srv
+	reason := sess.loop()
+	s.opts.Engine.ReleaseOwner(sess.owner)
+	sess.conn.Close()
+	s.forget(sess)
+	s.log.Debug("connection closed", "conn", sess.id, "remote", sess.conn.RemoteAddr(), "reason", reason.String(), "identity", sess.identity)
+}
+
+func (sess *session) loop() CloseReason {
+	s := sess.srv
+	s.log.Debug("connection opened", "conn", sess.id, "remote", sess.conn.RemoteAddr())
+	for {
+		err := sess.dec.ReadRequest(&sess.req)
+		if err != nil {
+			if reason, done := sess.readFailed(err); done {
+				return reason
+			}
+		} else if !sess.authed {
+			if !sess.authenticate() {
+				return CloseAuthFailed
+			}
+		} else if s.draining.Load() {
+			sess.reply(protocol.StatusErrDraining)
+			sess.flush()
+			return CloseDraining
+		} else if reason, done := sess.dispatch(&sess.req); done {
+			return reason
+		}
+		if sess.pendingInput() == 0 && !sess.flush() {
+			return CloseWriteError
+		}
+	}
+}
+
+// readFailed handles a decoder error; done reports that the session ends.
+func (sess *session) readFailed(err error) (CloseReason, bool) {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		if !sess.authed {
+			sess.failAuth()
+			return CloseAuthFailed, true
+		}
+		sess.reply(protocol.StatusError)
+		if pe.Fatal() {
+			sess.flush()
+			return CloseProtocolError, true
+		}
+		return 0, false
+	}
+	if isTimeout(err) {
+		// An idle peer (or a trickling one) gets `error` and a close.
+		sess.reply(protocol.StatusError)
+		sess.flush()
+		return CloseReadTimeout, true
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return CloseEOF, true
+	}
+	if errors.Is(err, net.ErrClosed) && sess.srv.shuttingDown() {
+		return CloseServerClosed, true
+	}
+	return CloseReadError, true
+}
+
+// isTimeout reports a deadline error, also when wrapped (TLS, ...).
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// authenticate runs the §7.1 handshake on the first request. The
+// credential is compared even when the request is not `auth`, so the time
+// taken does not tell a prober which check failed.
+func (sess *session) authenticate() bool {
+	s := sess.srv
+	cred := ""
+	if sess.req.Cmd == protocol.CmdAuth {
+		cred = string(sess.req.Token)
+	}
+	peer := auth.Peer{Transport: sess.conn.LocalAddr().Network(), RemoteAddr: sess.conn.RemoteAddr()}
+	if tc, ok := sess.conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := tc.ConnectionState()
+		peer.Transport, peer.TLS = "tls", &st
+	}
+	id, err := s.opts.Auth.Authenticate(s.base, peer, cred)
+	if err != nil || sess.req.Cmd != protocol.CmdAuth {
+		s.log.Info("authentication failed", "conn", sess.id, "remote", sess.conn.RemoteAddr())
+		sess.failAuth()
+		return false
+	}
+	sess.authed = true
+	sess.identity = id.Name
+	sess.reply(protocol.StatusOK)
+	return true
+}
+
+// failAuth answers error_auth, pauses, and leaves the close to the caller.
+func (sess *session) failAuth() {
+	sess.reply(protocol.StatusErrAuth)
+	sess.flush()
+	t := time.NewTimer(authFailPause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sess.srv.base.Done():
+	}
+}
+
+// reply appends a bare status line.
+func (sess *session) reply(st protocol.Status) {
+	sess.wmu.Lock()
+	sess.out = protocol.AppendStatus(sess.out, st)
+	sess.wmu.Unlock()
+}
+
+// pendingInput is the number of request bytes already received and not
+// yet decoded.
+func (sess *session) pendingInput() int { return sess.dec.Buffered() + sess.rd.pendingLen() }
+
+// flush writes out to the connection under the write deadline. It
+// reports false when the write failed (the session must end).
+func (sess *session) flush() bool {
+	sess.wmu.Lock()
+	defer sess.wmu.Unlock()
+	if len(sess.out) == 0 {
+		return true
+	}
+	if wt := sess.srv.opts.WriteTimeout; wt > 0 {
+		_ = sess.conn.SetWriteDeadline(time.Now().Add(wt))
+	}
+	_, err := sess.conn.Write(sess.out)
+	if cap(sess.out) > 64<<10 {
+		sess.out = make([]byte, 0, 512) // do not keep a huge stats buffer
+	} else {
+		sess.out = sess.out[:0]
+	}
+	return err == nil
+}
+
+// block runs wait while watching the connection, so that a peer that
+// closes while its request is blocked is noticed at once (its waiter is
+// cancelled) rather than at the end of the timeout. Pending output is
+// flushed first. It reports false when the session must end: the peer went
+// away, or sent more than maxPipelined bytes while blocked.
+func (sess *session) block(wait func(ctx context.Context)) (alive bool) {
+	if !sess.flush() {
+		return false
+	}
+	ctx, cancel := context.WithCancel(sess.srv.base)
+	defer cancel()
+	stop := sess.rd.watch(cancel)
+	wait(ctx)
+	return stop()
+}
+
+// connReader feeds the decoder. While a request blocks, a watcher
+// goroutine reads ahead from the socket into pending (to see EOF); the
+// decoder consumes pending before reading the socket again.
+type connReader struct {
+	conn    net.Conn
+	pending []byte
+	off     int
+
+	stopping atomic.Bool
+	failed   error // set by the watcher: why the peer is gone
+}
+
+func (r *connReader) pendingLen() int { return len(r.pending) - r.off }
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.off < len(r.pending) {
+		n := copy(p, r.pending[r.off:])
+		r.off += n
+		if r.off == len(r.pending) {
+			r.pending, r.off = r.pending[:0], 0
+		}
+		return n, nil
+	}
+	return r.conn.Read(p)
+}
+
+// aLongTimeAgo is a deadline in the past, used to interrupt a read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// watch starts reading ahead; it calls cancel when the peer closes or
+// errs. The returned stop ends the watcher and reports whether the
+// connection is still usable.
+func (r *connReader) watch(cancel context.CancelFunc) (stop func() bool) {
+	_ = r.conn.SetReadDeadline(time.Time{}) // time blocked does not count
+	if r.off > 0 {
+		r.pending = append(r.pending[:0], r.pending[r.off:]...)
+		r.off = 0
+	}
+	if cap(r.pending) < maxPipelined {
+		r.pending = append(make([]byte, 0, maxPipelined), r.pending...)
+	}
+	r.failed = nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if len(r.pending) == cap(r.pending) {
+				r.failed = errPipelineOverflow
+				cancel()
+				return
+			}
+			n, err := r.conn.Read(r.pending[len(r.pending):cap(r.pending)])
+			r.pending = r.pending[:len(r.pending)+n]
+			if err != nil {
+				if !r.stopping.Load() || !isTimeout(err) {
+					r.failed = err
+					cancel()
+				}
+				return
+			}
+		}
+	}()
+	return func() bool {
+		r.stopping.Store(true)
+		_ = r.conn.SetReadDeadline(aLongTimeAgo)
+		<-done
+		r.stopping.Store(false)
+		return r.failed == nil
+	}
+}
+
+var errPipelineOverflow = errors.New("server: too much input while a request was blocked")
