@@ -1,0 +1,182 @@
+package protocol
+
+import "time"
+
+// Line caps and numeric bounds (§1, §2.2).
+const (
+	// MaxLine is the cap of every request line, in bytes, counting any CR
+	// but not the LF.
+	MaxLine = 256
+	// MaxLongLine is the cap of the arg line of signal and auth.
+	MaxLongLine = 64 << 10
+	// MaxSeconds is the largest timeout or lease, in seconds, that fits in a
+	// time.Duration.
+	MaxSeconds = 9223372036
+)
+
+// Request is one decoded request. Which fields are set depends on Cmd; the
+// others are zero. Byte-slice fields alias the Decoder's internal buffers
+// and are valid only until the next call to ReadRequest or ReadLine: copy
+// (or convert to string) anything that must outlive that.
+type Request struct {
+	Cmd     Command
+	Key     []byte        // key, pattern or channel (raw, CR-stripped); nil for auth, ping, stats
+	Timeout time.Duration // l, sl, w, sw: whole seconds, 0..MaxSeconds
+	TTL     time.Duration // l, sl, n, sn, e, se: lease, whole seconds; 0 = not given (server default)
+	Limit   int           // sl, se: >= 1
+	Token   []byte        // r, sr, n, sn: the lease token; auth: the trimmed credential (may be empty)
+	Group   []byte        // listen, unlisten: trimmed queue-group name; empty = no group
+	Payload []byte        // signal: the arg line verbatim (not trimmed), never blank
+}
+
+// AppendRequest appends the three request lines "<verb>\n<key>\n<arg>\n" to
+// dst and returns the extended slice. It does not validate anything: key
+// and arg must not contain LF (see ValidKey, ValidChannel and MaxPayload).
+func AppendRequest(dst []byte, cmd Command, key, arg string) []byte {
+	dst = append(dst, cmd.String()...)
+	dst = append(dst, '\n')
+	dst = append(dst, key...)
+	dst = append(dst, '\n')
+	dst = append(dst, arg...)
+	return append(dst, '\n')
+}
+
+// parseArgs validates key and arg for cmd and fills req. key and arg must
+// already be stable (owned by the decoder). It returns nil or one of the
+// *Error parse sentinels.
+func parseArgs(req *Request, key, arg []byte) error {
+	cmd := req.Cmd
+	if cmd.hasKey() {
+		if !validKey(key) {
+			return ErrBadKey
+		}
+		req.Key = key
+	}
+	var f [maxFields][]byte
+	switch cmd {
+	case CmdLock: // <timeout> [<lease>]
+		n := fields(arg, &f)
+		if n < 1 || n > 2 {
+			return ErrArgCount
+		}
+		if err := parseTimeout(f[0], &req.Timeout); err != nil {
+			return err
+		}
+		if n == 2 {
+			return parseLease(f[1], &req.TTL)
+		}
+	case CmdSemLock: // <timeout> <limit> [<lease>]
+		n := fields(arg, &f)
+		if n < 2 || n > 3 {
+			return ErrArgCount
+		}
+		if err := parseTimeout(f[0], &req.Timeout); err != nil {
+			return err
+		}
+		if err := parseLimit(f[1], &req.Limit); err != nil {
+			return err
+		}
+		if n == 3 {
+			return parseLease(f[2], &req.TTL)
+		}
+	case CmdRelease, CmdSemRelease: // <token...>
+		tok := trimSpace(arg)
+		if len(tok) == 0 {
+			return ErrEmptyToken
+		}
+		req.Token = tok
+	case CmdRenew, CmdSemRenew: // <token> [<lease>]
+		n := fields(arg, &f)
+		if n < 1 || n > 2 {
+			return ErrArgCount
+		}
+		req.Token = f[0]
+		if n == 2 {
+			return parseLease(f[1], &req.TTL)
+		}
+	case CmdEnqueue: // [<lease>]
+		if a := trimSpace(arg); len(a) > 0 {
+			return parseLease(a, &req.TTL)
+		}
+	case CmdSemEnqueue: // <limit> [<lease>]
+		n := fields(arg, &f)
+		if n < 1 || n > 2 {
+			return ErrArgCount
+		}
+		if err := parseLimit(f[0], &req.Limit); err != nil {
+			return err
+		}
+		if n == 2 {
+			return parseLease(f[1], &req.TTL)
+		}
+	case CmdWait, CmdSemWait: // <timeout>
+		a := trimSpace(arg)
+		if len(a) == 0 {
+			return ErrArgCount
+		}
+		return parseTimeout(a, &req.Timeout)
+	case CmdListen, CmdUnlisten: // [<group>]
+		if g := trimSpace(arg); len(g) > 0 {
+			req.Group = g
+		}
+	case CmdSignal: // <payload>
+		if !literalChannel(key) {
+			return ErrBadKey
+		}
+		if len(trimSpace(arg)) == 0 || len(arg) > MaxPayload(len(key)) {
+			return ErrArgCount
+		}
+		req.Payload = arg
+	case CmdAuth:
+		req.Token = trimSpace(arg)
+	case CmdPing, CmdStats:
+		// key and arg are ignored
+	default:
+		return ErrUnknownCommand
+	}
+	return nil
+}
+
+// parseTimeout parses a timeout_s field: an integer in [0, MaxSeconds].
+func parseTimeout(b []byte, d *time.Duration) error {
+	v, ok := parseInt(b)
+	if !ok {
+		return ErrNotInteger
+	}
+	if v < 0 || v > MaxSeconds {
+		return ErrBadTimeout
+	}
+	*d = time.Duration(v) * time.Second
+	return nil
+}
+
+// parseLease parses a lease_ttl_s field: an integer in [1, MaxSeconds].
+func parseLease(b []byte, d *time.Duration) error {
+	v, ok := parseInt(b)
+	if !ok {
+		return ErrNotInteger
+	}
+	if v < 1 || v > MaxSeconds {
+		return ErrBadLease
+	}
+	*d = time.Duration(v) * time.Second
+	return nil
+}
+
+// maxInt is the largest int; on 32-bit platforms it is below MaxInt64.
+const maxInt = int64(^uint(0) >> 1)
+
+// parseLimit parses a limit field: an integer >= 1. A value that does not
+// fit in an int (only possible on 32-bit platforms) is ErrNotInteger, the
+// answer strconv.Atoi gives in the reference server.
+func parseLimit(b []byte, limit *int) error {
+	v, ok := parseInt(b)
+	if !ok || v > maxInt {
+		return ErrNotInteger
+	}
+	if v < 1 {
+		return ErrBadLimit
+	}
+	*limit = int(v)
+	return nil
+}
