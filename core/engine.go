@@ -15,12 +15,12 @@ import (
 // safe for concurrent use; an individual *Owner is not (see Owner).
 type Engine struct {
 	opts     Options
-	realTime bool // Options.Now was nil: read the monotonic clock directly
-	epoch time.Time // engine nanos are measured from here
-	ns    [2]*xsync.MapOf[string, *resource]
-	nkeys atomic.Int64 // live resources in both namespaces
-	fence fence
-	exp   expiryHeap
+	realTime bool      // Options.Now was nil: read the monotonic clock directly
+	epoch    time.Time // engine nanos are measured from here
+	ns       [2]*xsync.MapOf[string, *resource]
+	nkeys    atomic.Int64 // live resources in both namespaces
+	fence    fence
+	exp      expiryHeap
 }
 
 // New returns an Engine configured by opts.
