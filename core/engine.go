@@ -21,6 +21,7 @@ type Engine struct {
 	nkeys    atomic.Int64 // live resources in both namespaces
 	fence    fence
 	exp      expiryHeap
+	subs     sublist // pub/sub subscriptions (sublist.go)
 }
 
 // New returns an Engine configured by opts.
@@ -34,6 +35,7 @@ func New(opts Options) *Engine {
 	// restarts (best effort: it relies on the clock not going back).
 	e.fence.n.Store(uint64(time.Now().UnixNano()))
 	e.exp.wake = make(chan struct{}, 1)
+	e.subs.init()
 	return e
 }
 
