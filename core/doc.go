@@ -55,6 +55,14 @@
 // (timeout) or releases it to the next waiter (cancellation), so no grant
 // is ever lost to a departed client.
 //
+// # Signals
+//
+// Pub/sub lives beside the locks and shares no lock with them: Subscribe,
+// Unsubscribe and Signal use the subscription table described at the top
+// of sublist.go (an xsync map for literal channels, a token trie for
+// wildcard patterns, copy-on-write queue groups and a bounded match
+// cache). Signal never calls a Subscriber while holding a lock.
+//
 // # Invariants
 //
 //   - len(holders) <= limit, always.
