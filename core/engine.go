@@ -147,7 +147,7 @@ func (e *Engine) grant(r *resource, now int64) {
 			break
 		}
 		w.token = e.fence.newToken()
-		w.expires = now + int64(w.ttl)
+		w.expires = leaseEnd(now, w.ttl)
 		h := holder{token: w.token, owner: w.owner, expires: w.expires}
 		if w.twoPhase {
 			h.rec = w

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -81,7 +82,7 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 	}
 	if len(r.holders) < r.limit && r.queue.live == 0 {
 		tok := e.fence.newToken()
-		exp := now + int64(opt.TTL)
+		exp := leaseEnd(now, opt.TTL)
 		h := holder{token: tok, owner: o, expires: exp}
 		var rec *waiter
 		if twoPhase {
@@ -109,6 +110,16 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 	e.watch(r)
 	r.mu.Unlock()
 	return Lease{}, w, nil
+}
+
+// leaseEnd returns now + ttl in engine nanos, saturating instead of
+// wrapping: a lease of up to MaxInt64 nanoseconds granted on an engine
+// that has been running for a while must not overflow into the past.
+func leaseEnd(now int64, ttl time.Duration) int64 {
+	if end := now + int64(ttl); end >= now {
+		return end
+	}
+	return math.MaxInt64
 }
 
 // Lock acquires a slot, blocking up to timeout (0 = try once) or until ctx
@@ -224,7 +235,7 @@ func (e *Engine) observe(w *waiter) (Lease, error) {
 		return Lease{}, ErrLeaseExpired
 	}
 	if reset {
-		h.expires = now + int64(w.ttl)
+		h.expires = leaseEnd(now, w.ttl)
 	}
 	h.rec = nil
 	exp := h.expires
@@ -293,7 +304,9 @@ func (e *Engine) Release(o *Owner, k Kind, key, token string) error {
 		e.grant(r, now)
 	}
 	r.mu.Unlock()
-	if o != nil && h.owner == o {
+	// A two-phase slot not yet observed by Wait (h.rec != nil) was never
+	// added to the owner's held set, so there is nothing to drop.
+	if o != nil && h.owner == o && h.rec == nil {
 		o.dropHeld(r)
 	}
 	return nil
@@ -324,7 +337,7 @@ func (e *Engine) Renew(k Kind, key, token string, ttl time.Duration) (Lease, err
 		r.mu.Unlock()
 		return Lease{}, ErrLeaseExpired
 	}
-	h.expires = now + int64(ttl)
+	h.expires = leaseEnd(now, ttl)
 	exp := h.expires
 	r.mu.Unlock()
 	return Lease{Key: r.key, Token: token, TTL: ttl, Expires: e.at(exp)}, nil

@@ -563,3 +563,30 @@ func TestTokensCarryIncreasingFence(t *testing.T) {
 		t.Fatal("FenceFromToken accepted non-hex")
 	}
 }
+
+func TestMaxLeaseDoesNotWrapIntoThePast(t *testing.T) { // §11 #26
+	e, clk := newTestEngine(t, Options{})
+	clk.Advance(time.Hour) // engine nanos well above zero
+	const maxTTL = 9223372036 * time.Second
+	mustAcquire(t, e, NewOwner(1), KindLock, "k", lockOpt(maxTTL))
+	if _, _, err := e.Acquire(NewOwner(2), KindLock, "k", lockOpt(0)); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("a maximal lease expired at once: second acquire = %v", err)
+	}
+}
+
+func TestReleasingEnqueuedSlotKeepsOtherHeldSlots(t *testing.T) {
+	e, _ := newTestEngine(t, Options{})
+	o := NewOwner(1)
+	mustAcquire(t, e, o, KindSemaphore, "s", AcquireOptions{Limit: 3})
+	l, acq, err := e.Enqueue(o, KindSemaphore, "s", AcquireOptions{Limit: 3})
+	if err != nil || !acq {
+		t.Fatalf("Enqueue = %v, %v", acq, err)
+	}
+	if err := e.Release(o, KindSemaphore, "s", l.Token); err != nil {
+		t.Fatal(err)
+	}
+	e.ReleaseOwner(o)
+	if n := holders(e, KindSemaphore, "s"); n != 0 {
+		t.Fatalf("%d holders left after disconnect; the plain slot leaked", n)
+	}
+}

@@ -1,0 +1,166 @@
+package server
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/testutil"
+)
+
+// `stats` (§5; edge 44).
+
+var statsArrays = []string{"locks", "semaphores", "idle_locks", "idle_semaphores", "signal_channels"}
+
+// Edge 44: all six members are present and every array is `[]`, never
+// null, on an empty server; signal_channels is `[]` (pub/sub not wired).
+func TestEdge44_StatsArraysNeverNull(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{}, core.Options{})
+	c := ts.dial(t)
+	line := c.Do("stats", "_", "")
+	if !strings.Contains(line, `"signal_channels":[]`) {
+		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
+	}
+	st, raw := wireStats(t, c)
+	if len(raw) != 6 {
+		t.Fatalf("stats has %d members; want 6: %v", len(raw), raw)
+	}
+	if string(raw["connections"]) != "1" || st.Connections != 1 {
+		t.Fatalf("connections = %s; want 1", raw["connections"])
+	}
+	for _, k := range statsArrays {
+		if string(raw[k]) != "[]" {
+			t.Fatalf("stats member %q = %s; want []", k, raw[k])
+		}
+	}
+	// Key and arg lines are ignored; the key may be empty.
+	if line := c.Do("stats", "", "whatever"); !strings.HasPrefix(line, "ok {") {
+		t.Fatalf("stats with empty key = %q", line)
+	}
+
+	// Arrays that become empty again are still [] (not null).
+	tok := expectGrant(t, c.Do("l", "k", "0"), "ok", "33")
+	c.Expect("r", "k", tok, "ok")
+	_, raw = wireStats(t, c)
+	for _, k := range []string{"locks", "semaphores", "idle_semaphores", "signal_channels"} {
+		if string(raw[k]) != "[]" {
+			t.Fatalf("stats member %q = %s; want []", k, raw[k])
+		}
+	}
+}
+
+// §5: the fields of every array, owner connection ids (sequential from
+// 1), the lease clamped at 0, keys without namespace prefixes, and the
+// connections count.
+func TestStats_FieldsAndOwners(t *testing.T) {
+	t.Parallel()
+	ts, clk := startClock(t, Options{}, core.Options{})
+	a := ts.dial(t)
+	ping(t, a) // conn id 1
+	b := ts.dial(t)
+	ping(t, b) // 2
+	c := ts.dial(t)
+	ping(t, c) // 3
+	ta := expectGrant(t, a.Do("l", "job", "0 25"), "ok", "25")
+	ch := bg(b)
+	b.Req("l", "job", "30")
+	eventually(t, "b queued", func() bool { return waitersOf(ts.Engine, "job") == 1 })
+	expectGrant(t, c.Do("sl", "pool", "0 3"), "ok", "33")
+	expectGrant(t, c.Do("sl", "pool", "0 3"), "ok", "33")
+	tok := expectGrant(t, c.Do("l", "old", "0"), "ok", "33")
+	c.Expect("r", "old", tok, "ok")
+	tok = expectGrant(t, c.Do("sl", "spare", "0 4"), "ok", "33")
+	c.Expect("sr", "spare", tok, "ok")
+	expectGrant(t, c.Do("l", "mine", "0 10"), "ok", "10")
+	clk.Advance(12500 * time.Millisecond)
+
+	st, raw := wireStats(t, c)
+	if st.Connections != 3 {
+		t.Fatalf("connections = %d; want 3", st.Connections)
+	}
+	want := map[string]core.LockStat{
+		"job":  {Key: "job", OwnerConnID: 1, LeaseExpiresInS: 12.5, Waiters: 1},
+		"mine": {Key: "mine", OwnerConnID: 3, LeaseExpiresInS: 0, Waiters: 0}, // expired, clamped
+	}
+	if len(st.Locks) != len(want) {
+		t.Fatalf("locks = %+v; want %+v", st.Locks, want)
+	}
+	for _, l := range st.Locks {
+		if l != want[l.Key] {
+			t.Fatalf("lock %+v; want %+v", l, want[l.Key])
+		}
+	}
+	if len(st.Semaphores) != 1 || st.Semaphores[0] != (core.SemaphoreStat{Key: "pool", Limit: 3, Holders: 2, Waiters: 0}) {
+		t.Fatalf("semaphores = %+v", st.Semaphores)
+	}
+	if len(st.IdleLocks) != 1 || st.IdleLocks[0] != (core.IdleStat{Key: "old", IdleS: 12.5}) {
+		t.Fatalf("idle_locks = %+v", st.IdleLocks)
+	}
+	if len(st.IdleSemaphores) != 1 || st.IdleSemaphores[0] != (core.IdleStat{Key: "spare", IdleS: 12.5}) {
+		t.Fatalf("idle_semaphores = %+v", st.IdleSemaphores)
+	}
+	if string(raw["signal_channels"]) != "[]" {
+		t.Fatalf("signal_channels = %s; want []", raw["signal_channels"])
+	}
+	// Exact member names of each entry; tokens are never exposed.
+	members := map[string]string{
+		"locks":           "key,lease_expires_in_s,owner_conn_id,waiters",
+		"semaphores":      "holders,key,limit,waiters",
+		"idle_locks":      "idle_s,key",
+		"idle_semaphores": "idle_s,key",
+	}
+	for arr, names := range members {
+		var entries []map[string]json.RawMessage
+		if err := json.Unmarshal(raw[arr], &entries); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			keys := make([]string, 0, len(e))
+			for k := range e {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			if got := strings.Join(keys, ","); got != names {
+				t.Fatalf("%s entry members %s; want %s", arr, got, names)
+			}
+		}
+	}
+	if strings.Contains(c.Do("stats", "_", ""), ta) {
+		t.Fatal("stats exposes a token")
+	}
+	a.Expect("r", "job", ta, "ok")
+	expectGrant(t, recv(t, ch), "ok", "33")
+}
+
+// §5: `connections` counts open connections and drops once clients close.
+func TestStats_ConnectionsDropAfterClose(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{}, core.Options{})
+	mon := ts.dial(t)
+	var cs []*testutil.LineClient
+	for range 4 {
+		c := ts.dial(t)
+		ping(t, c)
+		cs = append(cs, c)
+	}
+	if st, _ := wireStats(t, mon); st.Connections != 5 {
+		t.Fatalf("connections = %d; want 5", st.Connections)
+	}
+	cs[0].Conn.Close()
+	cs[1].Conn.Close()
+	eventually(t, "connections back to 3", func() bool {
+		st, _ := wireStats(t, mon)
+		return st.Connections == 3
+	})
+	for _, c := range cs[2:] {
+		c.Conn.Close()
+	}
+	eventually(t, "connections back to 1", func() bool { return ts.Connections() == 1 })
+	if st, _ := wireStats(t, mon); st.Connections != 1 {
+		t.Fatalf("connections = %d; want 1", st.Connections)
+	}
+}
