@@ -67,8 +67,18 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 
 	cancel() // what SIGINT/SIGTERM do
-	// The idle connection is told the server is draining on its next request.
-	c.Expect("ping", "_", "", "error_draining")
+	// Shutdown starts asynchronously; from then on the idle connection's
+	// next request is answered error_draining and the connection closed.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got := c.Do("ping", "_", "")
+		if got == "error_draining" {
+			break
+		}
+		if got != "ok" || time.Now().After(deadline) {
+			t.Fatalf("ping during shutdown = %q; want ok, then error_draining", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	c.ExpectClosed()
 	select {
 	case code := <-done:
