@@ -87,8 +87,13 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 	case protocol.CmdAuth:
 		// No token configured, or already authenticated (§2.4).
 		sess.reply(protocol.StatusError)
+	case protocol.CmdListen:
+		sess.listen(req)
+	case protocol.CmdUnlisten:
+		sess.unlisten(req)
+	case protocol.CmdSignal:
+		sess.signal(req)
 	default:
-		// listen, unlisten and signal arrive with pub/sub support.
 		sess.reply(protocol.StatusError)
 	}
 	return 0, false
@@ -167,24 +172,21 @@ type statsBody struct {
 	Semaphores     []core.SemaphoreStat `json:"semaphores"`
 	IdleLocks      []core.IdleStat      `json:"idle_locks"`
 	IdleSemaphores []core.IdleStat      `json:"idle_semaphores"`
-	SignalChannels []signalChannelStat  `json:"signal_channels"`
-}
-
-type signalChannelStat struct {
-	Pattern   string `json:"pattern"`
-	Group     string `json:"group,omitempty"`
-	Listeners int    `json:"listeners"`
+	SignalChannels []core.ChannelStat   `json:"signal_channels"`
+	SlowConsumers  uint64               `json:"slow_consumers"`
 }
 
 func (sess *session) stats() {
-	st := sess.srv.opts.Engine.Stats()
+	e := sess.srv.opts.Engine
+	st := e.Stats()
 	body, err := json.Marshal(statsBody{
 		Connections:    sess.srv.Connections(),
 		Locks:          st.Locks,
 		Semaphores:     st.Semaphores,
 		IdleLocks:      st.IdleLocks,
 		IdleSemaphores: st.IdleSemaphores,
-		SignalChannels: []signalChannelStat{},
+		SignalChannels: e.SignalStats(),
+		SlowConsumers:  sess.srv.slowConsumers.Load(),
 	})
 	if err != nil {
 		sess.srv.log.Error("stats: encoding failed", "err", err)

@@ -33,4 +33,8 @@ type Options struct {
 	// MaxSubscriptions caps signal subscriptions per connection
 	// (0 = unlimited).
 	MaxSubscriptions int
+	// PushQueue is the number of signal frames a connection may have
+	// queued for writing; a listener whose queue is full is closed as a
+	// slow consumer (0 = 64).
+	PushQueue int
 }

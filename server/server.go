@@ -30,7 +30,10 @@ type Server struct {
 	cancel   context.CancelFunc
 	draining atomic.Bool
 	nextID   atomic.Uint64
-	active   sync.WaitGroup // sessions
+	// slowConsumers counts listeners closed because their push queue
+	// was full (shown in stats).
+	slowConsumers atomic.Uint64
+	active        sync.WaitGroup // sessions
 
 	mu        sync.Mutex
 	closed    bool

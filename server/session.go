@@ -39,6 +39,7 @@ const (
 	CloseDraining
 	CloseAbusivePipeline
 	CloseServerClosed
+	CloseSlowConsumer
 )
 
 var closeReasons = [...]string{
@@ -51,6 +52,7 @@ var closeReasons = [...]string{
 	CloseDraining:        "draining",
 	CloseAbusivePipeline: "pipeline_overflow",
 	CloseServerClosed:    "server_closed",
+	CloseSlowConsumer:    "slow_consumer",
 }
 
 // String returns the reason's log name.
@@ -77,6 +79,10 @@ type session struct {
 	authed   bool
 	identity string
 
+	// Pub/sub: created on the first listen.
+	push *pusher
+	subs map[subKey]struct{}
+
 	wmu sync.Mutex // guards out and writes to conn
 	out []byte
 }
@@ -100,6 +106,10 @@ func newSession(s *Server, c net.Conn, id uint64, ip string) *session {
 func (sess *session) serve() {
 	s := sess.srv
 	reason := sess.loop()
+	if sess.push != nil && sess.push.evicted.Load() {
+		reason = CloseSlowConsumer
+	}
+	sess.dropSubscriptions()
 	s.opts.Engine.ReleaseOwner(sess.owner)
 	sess.conn.Close()
 	s.forget(sess)
@@ -225,6 +235,11 @@ func (sess *session) pendingInput() int { return sess.dec.Buffered() + sess.rd.p
 func (sess *session) flush() bool {
 	sess.wmu.Lock()
 	defer sess.wmu.Unlock()
+	return sess.flushLocked()
+}
+
+// flushLocked is flush with wmu held.
+func (sess *session) flushLocked() bool {
 	if len(sess.out) == 0 {
 		return true
 	}

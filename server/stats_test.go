@@ -15,8 +15,9 @@ import (
 
 var statsArrays = []string{"locks", "semaphores", "idle_locks", "idle_semaphores", "signal_channels"}
 
-// Edge 44: all six members are present and every array is `[]`, never
-// null, on an empty server; signal_channels is `[]` (pub/sub not wired).
+// Edge 44: the 1.x members (connections and five arrays) are present and
+// every array is `[]`, never null, on an empty server. slow_consumers is
+// our addition (§4.5 eviction count).
 func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 	t.Parallel()
 	ts := start(t, Options{}, core.Options{})
@@ -26,8 +27,8 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 6 {
-		t.Fatalf("stats has %d members; want 6: %v", len(raw), raw)
+	if len(raw) != 7 || string(raw["slow_consumers"]) != "0" {
+		t.Fatalf("stats has %d members; want connections, five arrays and slow_consumers 0: %v", len(raw), raw)
 	}
 	if string(raw["connections"]) != "1" || st.Connections != 1 {
 		t.Fatalf("connections = %s; want 1", raw["connections"])

@@ -65,6 +65,7 @@ type CLI struct {
 	MaxConnectionsPerIP int `name:"max-connections-per-ip" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS_PER_IP" group:"Limits" help:"Open connections per client IP (0 = unlimited)."`
 	MaxWaiters          int `name:"max-waiters" default:"0" envvar:"DFLOCKD_MAX_WAITERS" group:"Limits" help:"Queued waiters per key (0 = unlimited)."`
 	MaxSubscriptions    int `name:"max-subscriptions" default:"0" envvar:"DFLOCKD_MAX_SUBSCRIPTIONS" group:"Limits" help:"Signal subscriptions per connection (0 = unlimited)."`
+	SignalQueue         int `name:"signal-queue" default:"64" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Signal frames a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0)."`
 
 	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0)."`
 	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
@@ -194,6 +195,7 @@ func (c *CLI) Validate() error {
 		{"max-connections-per-ip", counts(c.MaxConnectionsPerIP), 0, math.MaxInt64, false},
 		{"max-waiters", counts(c.MaxWaiters), 0, math.MaxInt64, false},
 		{"max-subscriptions", counts(c.MaxSubscriptions), 0, math.MaxInt64, false},
+		{"signal-queue", counts(c.SignalQueue), 1, math.MaxInt32, false},
 		{"read-timeout", c.ReadTimeout, 1, maxSeconds, true},
 		{"write-timeout", c.WriteTimeout, 0, maxSeconds, true},
 		{"shutdown-timeout", c.ShutdownTimeout, 0, maxSeconds, true},
@@ -343,6 +345,7 @@ func (c *CLI) serverOptions(engine *core.Engine, log *slog.Logger) server.Option
 		MaxConns:         c.MaxConnections,
 		MaxConnsPerIP:    c.MaxConnectionsPerIP,
 		MaxSubscriptions: c.MaxSubscriptions,
+		PushQueue:        c.SignalQueue,
 	}
 	if c.token != "" {
 		opts.Auth = auth.Token(c.token)
