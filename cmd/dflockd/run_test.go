@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,27 +31,38 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var listenAddr = regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`)
+var listenAddr = regexp.MustCompile(`addr=(\S+:\d+)`)
 
-// TestRunServesAndShutsDown starts the whole command on a free port, uses
-// it over TCP with an auth token, and stops it the way a signal would.
-func TestRunServesAndShutsDown(t *testing.T) {
+// startRun runs the command with args in the background and returns the
+// address it listens on, a channel with its exit status, and the cancel
+// function that plays the part of SIGTERM. The command is stopped when the
+// test ends.
+func startRun(t *testing.T, args ...string) (addr string, done <-chan int, stop func(), stderr *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
+	var stdout syncBuffer
+	stderr = &syncBuffer{}
+	exit := make(chan int, 1)
+	finished := make(chan struct{})
 	go func() {
-		done <- run(ctx, []string{"--port", "0", "--auth-token", "s3cret", "--default-lease-ttl", "7"}, &stdout, &stderr, env(nil))
+		defer close(finished)
+		exit <- run(ctx, args, &stdout, stderr, env(nil))
 	}()
-	var addr string
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-finished:
+		case <-time.After(10 * time.Second):
+			t.Error("run did not stop")
+		}
+	})
 	deadline := time.Now().Add(10 * time.Second)
-	for addr == "" {
+	for {
 		if m := listenAddr.FindStringSubmatch(stderr.String()); m != nil {
-			addr = m[1]
-			break
+			return m[1], exit, cancel, stderr
 		}
 		select {
-		case code := <-done:
+		case code := <-exit:
 			t.Fatalf("run exited early with %d: %s", code, stderr.String())
 		default:
 		}
@@ -58,6 +71,12 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestRunServesAndShutsDown starts the whole command on a free port, uses
+// it over TCP with an auth token, and stops it the way a signal would.
+func TestRunServesAndShutsDown(t *testing.T) {
+	addr, done, cancel, stderr := startRun(t, "--port", "0", "--auth-token", "s3cret", "--default-lease-ttl", "7")
 
 	c := testutil.Dial(t, addr)
 	c.Expect("auth", "_", "s3cret", "ok")
@@ -88,4 +107,19 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after shutdown")
 	}
+}
+
+// Edge 50: --host ::1 binds the IPv6 loopback.
+func TestEdge50_HostIPv6Loopback(t *testing.T) {
+	if l, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	} else {
+		l.Close()
+	}
+	addr, _, _, _ := startRun(t, "--host", "::1", "--port", "0")
+	if !strings.HasPrefix(addr, "[::1]:") {
+		t.Fatalf("listening on %q; want [::1]:port", addr)
+	}
+	c := testutil.Dial(t, addr)
+	c.Expect("ping", "_", "", "ok")
 }
