@@ -4,6 +4,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
@@ -73,6 +74,15 @@ func (p *pusher) Deliver(frame []byte) bool {
 // The session then ends as on any disconnect: its subscriptions, waiters
 // and (with auto-release) locks are cleaned up.
 func (p *pusher) Evict() {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		// The refusal was not a full queue: the connection is already
+		// going away (session ended, or the writer failed). Not a slow
+		// consumer.
+		return
+	}
 	if !p.evicted.CompareAndSwap(false, true) {
 		return
 	}
@@ -107,7 +117,12 @@ func (p *pusher) run() {
 		sess.wmu.Unlock()
 		clear(batch)
 		if !ok {
-			// A failed or late write ends the connection (§4.5).
+			// A failed or late write ends the connection (§4.5); refuse
+			// further frames so they are not counted as received.
+			p.mu.Lock()
+			p.closed = true
+			p.q = nil
+			p.mu.Unlock()
 			sess.conn.Close()
 			return
 		}
@@ -122,6 +137,10 @@ func (p *pusher) close() {
 	p.q = nil
 	p.mu.Unlock()
 	close(p.stop)
+	// A write blocked on a peer that does not read (it may have
+	// half-closed) must not hold up the disconnect; with no write
+	// timeout it would never end.
+	_ = p.sess.conn.SetWriteDeadline(time.Unix(1, 0))
 	<-p.done
 }
 
