@@ -20,7 +20,7 @@ func BenchmarkAcquireReleaseUncontended(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := e.Release(o, KindLock, "bench", l.Token); err != nil {
+		if err := e.Release(o, KindLock, "bench", l.Token.String()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -43,7 +43,7 @@ func BenchmarkAcquireReleaseParallel(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			if err := e.Release(o, KindLock, key, l.Token); err != nil {
+			if err := e.Release(o, KindLock, key, l.Token.String()); err != nil {
 				b.Error(err)
 				return
 			}
@@ -67,7 +67,7 @@ func BenchmarkHandOffContended(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			if err := e.Release(o, KindLock, "hot", l.Token); err != nil {
+			if err := e.Release(o, KindLock, "hot", l.Token.String()); err != nil {
 				b.Error(err)
 				return
 			}

@@ -27,8 +27,9 @@
 //   - Acquire or release of an existing key, uncontended: a lock-free map
 //     Load, then resource.mu taken and released without contention (one
 //     CAS each way), the token (an atomic fence increment plus a
-//     per-P sync.Pool of crypto/rand bytes), and an update of the caller's
-//     Owner map (not shared). No global lock, one allocation (the token).
+//     per-P sync.Pool of crypto/rand bytes, encoded into a Token value),
+//     and an update of the caller's Owner set (not shared). No global
+//     lock and no allocation.
 //   - Creating a key: one bucket-level Compute that reserves a slot in the
 //     global key counter (an atomic) and inserts, so MaxKeys is exact.
 //   - Contended keys (the slow path): waiters are queued under

@@ -12,7 +12,7 @@ type Lease struct {
 	// Key is the resource key.
 	Key string
 	// Token identifies the slot; it releases and renews it from any owner.
-	Token string
+	Token Token
 	// TTL is the lease length the grant was made with.
 	TTL time.Duration
 	// Expires is when the lease runs out unless renewed.
@@ -190,7 +190,7 @@ func (e *Engine) abandon(w *waiter, cancel bool, cause error) (Lease, error) {
 func (e *Engine) releaseGranted(w *waiter) {
 	r := w.r
 	r.mu.Lock()
-	if i := r.find(w.token); i >= 0 {
+	if i := r.findToken(w.token); i >= 0 {
 		r.removeAt(i)
 		now := e.now()
 		r.lastActive = now
@@ -216,7 +216,7 @@ func (e *Engine) observe(w *waiter) (Lease, error) {
 		return Lease{Key: r.key, Token: w.token, TTL: w.ttl, Expires: e.at(w.expires)}, nil
 	}
 	r.mu.Lock()
-	i := r.find(w.token)
+	i := r.findToken(w.token)
 	if i < 0 {
 		w.state.Store(stateDone)
 		r.mu.Unlock()
@@ -263,7 +263,7 @@ func (e *Engine) Enqueue(o *Owner, k Kind, key string, opt AcquireOptions) (leas
 		o.records = make(map[recKey]*waiter)
 	}
 	o.records[recKey{k, rec.r.key}] = rec // r.key: the engine's own copy
-	return l, l.Token != "", nil
+	return l, rec.ch == nil, nil
 }
 
 // Wait is the second phase of a two-phase acquire. It consumes o's
@@ -338,7 +338,9 @@ func (e *Engine) Renew(k Kind, key, token string, ttl time.Duration) (Lease, err
 		return Lease{}, ErrLeaseExpired
 	}
 	h.expires = leaseEnd(now, ttl)
+	l := Lease{Key: r.key, Token: h.token, TTL: ttl}
 	exp := h.expires
 	r.mu.Unlock()
-	return Lease{Key: r.key, Token: token, TTL: ttl, Expires: e.at(exp)}, nil
+	l.Expires = e.at(exp)
+	return l, nil
 }

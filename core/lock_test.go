@@ -71,16 +71,16 @@ func TestAcquireReleaseRoundTrip(t *testing.T) {
 	e, _ := newTestEngine(t, Options{})
 	o := NewOwner(1)
 	l := mustAcquire(t, e, o, KindLock, "k", lockOpt(0))
-	if len(l.Token) != 32 || strings.ToLower(l.Token) != l.Token {
-		t.Fatalf("token %q: want 32 lower-case hex chars", l.Token)
+	if len(l.Token.String()) != 32 || strings.ToLower(l.Token.String()) != l.Token.String() {
+		t.Fatalf("token %q: want 32 lower-case hex chars", l.Token.String())
 	}
 	if l.TTL != DefaultLeaseTTL {
 		t.Fatalf("TTL = %v; want default %v", l.TTL, DefaultLeaseTTL)
 	}
-	if err := e.Release(o, KindLock, "k", l.Token); err != nil {
+	if err := e.Release(o, KindLock, "k", l.Token.String()); err != nil {
 		t.Fatalf("Release: %v", err)
 	}
-	if err := e.Release(o, KindLock, "k", l.Token); !errors.Is(err, ErrNotHolder) {
+	if err := e.Release(o, KindLock, "k", l.Token.String()); !errors.Is(err, ErrNotHolder) {
 		t.Fatalf("second Release = %v; want ErrNotHolder", err)
 	}
 	mustAcquire(t, e, o, KindLock, "k", lockOpt(5*sec))
@@ -120,7 +120,7 @@ func TestFIFOHandOffAndNoOvertaking(t *testing.T) { // §11 #7
 	for i := 2; i <= 4; i++ {
 		tickets = append(tickets, mustQueue(t, e, NewOwner(uint64(i)), KindLock, "k", lockOpt(0)))
 	}
-	if err := e.Release(o1, KindLock, "k", l1.Token); err != nil {
+	if err := e.Release(o1, KindLock, "k", l1.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	// Capacity is free at this instant, but a newcomer must not take it
@@ -138,7 +138,7 @@ func TestFIFOHandOffAndNoOvertaking(t *testing.T) { // §11 #7
 		if err != nil {
 			t.Fatalf("waiter %d: %v", i, err)
 		}
-		if err := e.Release(tk.w.owner, KindLock, "k", l.Token); err != nil {
+		if err := e.Release(tk.w.owner, KindLock, "k", l.Token.String()); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,7 +153,7 @@ func TestSemaphoreLimitAndFIFO(t *testing.T) {
 	if got := holders(e, KindSemaphore, "s"); got != 2 {
 		t.Fatalf("holders = %d; want 2", got)
 	}
-	if err := e.Release(nil, KindSemaphore, "s", a.Token); err != nil {
+	if err := e.Release(nil, KindSemaphore, "s", a.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	if !granted(t, tk) {
@@ -191,7 +191,7 @@ func TestNewLimitAcceptedOnlyAfterGC(t *testing.T) { // §11 #22
 	e, clk := newTestEngine(t, Options{GCMaxIdle: 10 * sec})
 	o := NewOwner(1)
 	l := mustAcquire(t, e, o, KindSemaphore, "s", AcquireOptions{Limit: 3})
-	if err := e.Release(o, KindSemaphore, "s", l.Token); err != nil {
+	if err := e.Release(o, KindSemaphore, "s", l.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := e.Acquire(o, KindSemaphore, "s", AcquireOptions{Limit: 5}); !errors.Is(err, ErrLimitMismatch) {
@@ -208,10 +208,10 @@ func TestNamespacesAreIndependent(t *testing.T) { // §11 #23
 	e, _ := newTestEngine(t, Options{})
 	l := mustAcquire(t, e, NewOwner(1), KindLock, "k", lockOpt(0))
 	s := mustAcquire(t, e, NewOwner(2), KindSemaphore, "k", AcquireOptions{Limit: 3})
-	if err := e.Release(nil, KindSemaphore, "k", l.Token); !errors.Is(err, ErrNotHolder) {
+	if err := e.Release(nil, KindSemaphore, "k", l.Token.String()); !errors.Is(err, ErrNotHolder) {
 		t.Fatalf("lock token released in semaphore namespace: %v", err)
 	}
-	if _, err := e.Renew(KindLock, "k", s.Token, 0); !errors.Is(err, ErrNotHolder) {
+	if _, err := e.Renew(KindLock, "k", s.Token.String(), 0); !errors.Is(err, ErrNotHolder) {
 		t.Fatalf("semaphore token renewed in lock namespace: %v", err)
 	}
 	if e.Keys() != 2 {
@@ -254,7 +254,7 @@ func TestRenewedLeaseReRegistersDeadline(t *testing.T) {
 	l := mustAcquire(t, e, NewOwner(1), KindLock, "k", lockOpt(2*sec))
 	tk := mustQueue(t, e, NewOwner(2), KindLock, "k", lockOpt(0))
 	clk.Advance(sec)
-	if _, err := e.Renew(KindLock, "k", l.Token, 5*sec); err != nil {
+	if _, err := e.Renew(KindLock, "k", l.Token.String(), 5*sec); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(sec) // the first registered deadline passes; lease still live
@@ -291,13 +291,13 @@ func TestRenewExpiredLeaseFailsAndHandsOn(t *testing.T) { // §11 #9
 	l := mustAcquire(t, e, NewOwner(1), KindLock, "k", lockOpt(sec))
 	tk := mustQueue(t, e, NewOwner(2), KindLock, "k", lockOpt(0))
 	clk.Advance(sec)
-	if _, err := e.Renew(KindLock, "k", l.Token, 0); !errors.Is(err, ErrLeaseExpired) {
+	if _, err := e.Renew(KindLock, "k", l.Token.String(), 0); !errors.Is(err, ErrLeaseExpired) {
 		t.Fatalf("Renew expired = %v; want ErrLeaseExpired", err)
 	}
 	if !granted(t, tk) {
 		t.Fatal("next waiter not granted after the failed renew")
 	}
-	if _, err := e.Renew(KindLock, "k", l.Token, 0); !errors.Is(err, ErrNotHolder) {
+	if _, err := e.Renew(KindLock, "k", l.Token.String(), 0); !errors.Is(err, ErrNotHolder) {
 		t.Fatalf("expired lease revived: %v", err)
 	}
 }
@@ -306,7 +306,7 @@ func TestRenewWithoutTTLUsesServerDefault(t *testing.T) { // §11 #10
 	e, clk := newTestEngine(t, Options{DefaultTTL: 7 * sec})
 	l := mustAcquire(t, e, NewOwner(1), KindLock, "k", lockOpt(60*sec))
 	clk.Advance(sec)
-	got, err := e.Renew(KindLock, "k", l.Token, 0)
+	got, err := e.Renew(KindLock, "k", l.Token.String(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,9 +325,9 @@ func TestReleaseAndRenewRejectForeignTokens(t *testing.T) { // §11 #11
 		key   string
 		token string
 	}{
-		{"token of another key", KindLock, "b", a.Token},
-		{"other namespace", KindSemaphore, "a", a.Token},
-		{"unknown key", KindLock, "zzz", a.Token},
+		{"token of another key", KindLock, "b", a.Token.String()},
+		{"other namespace", KindSemaphore, "a", a.Token.String()},
+		{"unknown key", KindLock, "zzz", a.Token.String()},
 		{"made-up token", KindLock, "a", strings.Repeat("0", 32)},
 	}
 	for _, c := range cases {
@@ -342,10 +342,10 @@ func TestReleaseAndRenewRejectForeignTokens(t *testing.T) { // §11 #11
 		t.Fatal("a rejected token changed state")
 	}
 	// Stale grant: released, then reused.
-	if err := e.Release(nil, KindLock, "a", a.Token); err != nil {
+	if err := e.Release(nil, KindLock, "a", a.Token.String()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Release(nil, KindLock, "a", a.Token); !errors.Is(err, ErrNotHolder) {
+	if err := e.Release(nil, KindLock, "a", a.Token.String()); !errors.Is(err, ErrNotHolder) {
 		t.Fatalf("stale token: %v", err)
 	}
 }
@@ -353,10 +353,10 @@ func TestReleaseAndRenewRejectForeignTokens(t *testing.T) { // §11 #11
 func TestReleaseAndRenewFromAnotherOwner(t *testing.T) { // §11 #12
 	e, _ := newTestEngine(t, Options{})
 	l := mustAcquire(t, e, NewOwner(1), KindLock, "k", lockOpt(0))
-	if _, err := e.Renew(KindLock, "k", l.Token, 10*sec); err != nil {
+	if _, err := e.Renew(KindLock, "k", l.Token.String(), 10*sec); err != nil {
 		t.Fatalf("Renew from another owner: %v", err)
 	}
-	if err := e.Release(NewOwner(2), KindLock, "k", l.Token); err != nil {
+	if err := e.Release(NewOwner(2), KindLock, "k", l.Token.String()); err != nil {
 		t.Fatalf("Release from another owner: %v", err)
 	}
 }
@@ -365,7 +365,7 @@ func TestBogusTokensDoNotKeepKeyAlive(t *testing.T) { // §11 #13
 	e, clk := newTestEngine(t, Options{GCMaxIdle: 10 * sec})
 	o := NewOwner(1)
 	l := mustAcquire(t, e, o, KindLock, "k", lockOpt(0))
-	if err := e.Release(o, KindLock, "k", l.Token); err != nil {
+	if err := e.Release(o, KindLock, "k", l.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 20; i++ {
@@ -385,7 +385,7 @@ func TestGCMaxIdleZeroCollectsAtNextTick(t *testing.T) { // §11 #47
 	if n := e.CollectIdle(); n != 0 {
 		t.Fatalf("held key collected")
 	}
-	_ = e.Release(o, KindLock, "k", l.Token)
+	_ = e.Release(o, KindLock, "k", l.Token.String())
 	if n := e.CollectIdle(); n != 1 || e.Keys() != 0 {
 		t.Fatalf("CollectIdle = %d, keys %d; want 1, 0", n, e.Keys())
 	}
@@ -410,7 +410,7 @@ func TestCancelledWaiterPassesRacedGrantOn(t *testing.T) { // §11 #14, #55
 	tk2 := mustQueue(t, e, NewOwner(2), KindLock, "k", lockOpt(0))
 	tk3 := mustQueue(t, e, NewOwner(3), KindLock, "k", lockOpt(0))
 	// The grant lands while waiter 2's context is already cancelled.
-	if err := e.Release(o1, KindLock, "k", l.Token); err != nil {
+	if err := e.Release(o1, KindLock, "k", l.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -438,7 +438,7 @@ func TestGrantAfterWaiterLeftIsSkipped(t *testing.T) { // §11 #55
 	if _, err := tk2.Wait(ctx, sec); !errors.Is(err, ErrCanceled) {
 		t.Fatalf("Wait = %v; want ErrCanceled", err)
 	}
-	if err := e.Release(o1, KindLock, "k", l.Token); err != nil {
+	if err := e.Release(o1, KindLock, "k", l.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	if holders(e, KindLock, "k") != 0 {
@@ -451,7 +451,7 @@ func TestLeaseExpiredBeforeObserved(t *testing.T) {
 	o1 := NewOwner(1)
 	l := mustAcquire(t, e, o1, KindLock, "k", lockOpt(0))
 	tk := mustQueue(t, e, NewOwner(2), KindLock, "k", lockOpt(sec))
-	_ = e.Release(o1, KindLock, "k", l.Token)
+	_ = e.Release(o1, KindLock, "k", l.Token.String())
 	clk.Advance(sec)
 	if _, err := tk.Wait(context.Background(), sec); !errors.Is(err, ErrLeaseExpired) {
 		t.Fatalf("Wait = %v; want ErrLeaseExpired", err)
@@ -532,11 +532,11 @@ func TestGCDoesNotCauseSpuriousMaxKeys(t *testing.T) { // §11 #21
 		if err != nil {
 			t.Fatalf("iteration %d: %v", i, err)
 		}
-		_ = e.Release(o, KindLock, "y", l2.Token)
+		_ = e.Release(o, KindLock, "y", l2.Token.String())
 	}
 	close(stop)
 	<-done
-	_ = e.Release(o, KindLock, "x", l.Token)
+	_ = e.Release(o, KindLock, "x", l.Token.String())
 }
 
 func TestTokensCarryIncreasingFence(t *testing.T) {
@@ -546,15 +546,15 @@ func TestTokensCarryIncreasingFence(t *testing.T) {
 	var prevFence uint64
 	for i := 0; i < 100; i++ {
 		l := mustAcquire(t, e, o, KindLock, "k", lockOpt(0))
-		if l.Token <= prev {
-			t.Fatalf("token %q not greater than %q", l.Token, prev)
+		if l.Token.String() <= prev {
+			t.Fatalf("token %q not greater than %q", l.Token.String(), prev)
 		}
-		f, ok := FenceFromToken(l.Token)
+		f, ok := FenceFromToken(l.Token.String())
 		if !ok || f <= prevFence {
 			t.Fatalf("fence %d (ok %v) not greater than %d", f, ok, prevFence)
 		}
-		prev, prevFence = l.Token, f
-		_ = e.Release(o, KindLock, "k", l.Token)
+		prev, prevFence = l.Token.String(), f
+		_ = e.Release(o, KindLock, "k", l.Token.String())
 	}
 	if _, ok := FenceFromToken("xyz"); ok {
 		t.Fatal("FenceFromToken accepted a short token")
@@ -582,7 +582,7 @@ func TestReleasingEnqueuedSlotKeepsOtherHeldSlots(t *testing.T) {
 	if err != nil || !acq {
 		t.Fatalf("Enqueue = %v, %v", acq, err)
 	}
-	if err := e.Release(o, KindSemaphore, "s", l.Token); err != nil {
+	if err := e.Release(o, KindSemaphore, "s", l.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	e.ReleaseOwner(o)

@@ -173,7 +173,7 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 			r.queue.live--
 			r.lastActive = now
 		case stateGranted:
-			if i := r.find(w.token); i >= 0 {
+			if i := r.findToken(w.token); i >= 0 {
 				if keep {
 					r.holders[i].rec = nil
 				} else {

@@ -88,7 +88,7 @@ func TestConcurrentInvariants(t *testing.T) {
 					o = NewOwner(uint64(g + 1))
 					continue
 				}
-				if err := e.Release(o, tg.kind, tg.key, l.Token); err != nil {
+				if err := e.Release(o, tg.kind, tg.key, l.Token.String()); err != nil {
 					t.Errorf("release %s %s: %v", tg.kind, tg.key, err)
 				}
 			}
@@ -127,10 +127,10 @@ func TestFIFOUnderConcurrency(t *testing.T) {
 				return
 			}
 			order <- i
-			_ = e.Release(o, KindLock, "k", got.Token)
+			_ = e.Release(o, KindLock, "k", got.Token.String())
 		}(i)
 	}
-	_ = e.Release(holder, KindLock, "k", l.Token)
+	_ = e.Release(holder, KindLock, "k", l.Token.String())
 	wg.Wait()
 	close(order)
 	want := 0
@@ -153,9 +153,9 @@ func TestStatsSnapshot(t *testing.T) { // §5
 	mustAcquire(t, e, o, KindSemaphore, "pool", AcquireOptions{Limit: 3})
 	mustAcquire(t, e, o, KindSemaphore, "one", AcquireOptions{Limit: 1})
 	l := mustAcquire(t, e, o, KindLock, "old", lockOpt(0))
-	_ = e.Release(o, KindLock, "old", l.Token)
+	_ = e.Release(o, KindLock, "old", l.Token.String())
 	sl := mustAcquire(t, e, o, KindSemaphore, "oldsem", AcquireOptions{Limit: 2})
-	_ = e.Release(o, KindSemaphore, "oldsem", sl.Token)
+	_ = e.Release(o, KindSemaphore, "oldsem", sl.Token.String())
 	clk.Advance(1500 * time.Millisecond)
 
 	st := e.Stats()

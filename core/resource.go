@@ -44,13 +44,13 @@ type waiter struct {
 
 	state   atomic.Uint32
 	ch      chan struct{} // 1 slot; the granter sends exactly once
-	token   string        // set when granted
+	token   Token         // set when granted
 	expires int64         // set when granted (engine nanos)
 }
 
 // holder is one granted slot.
 type holder struct {
-	token   string
+	token   Token
 	owner   *Owner
 	expires int64   // engine nanos
 	rec     *waiter // two-phase record still pointing at this slot, or nil
@@ -133,7 +133,17 @@ func newResource(key string, kind Kind, limit int, now int64) *resource {
 // find returns the index of the holder with token, or -1.
 func (r *resource) find(token string) int {
 	for i := range r.holders {
-		if r.holders[i].token == token {
+		if r.holders[i].token.is(token) {
+			return i
+		}
+	}
+	return -1
+}
+
+// findToken is find for a token value.
+func (r *resource) findToken(t Token) int {
+	for i := range r.holders {
+		if r.holders[i].token == t {
 			return i
 		}
 	}
@@ -145,7 +155,9 @@ func (r *resource) find(token string) int {
 func (r *resource) removeAt(i int) holder {
 	h := r.holders[i]
 	last := len(r.holders) - 1
-	r.holders[i] = r.holders[last]
+	if i != last {
+		r.holders[i] = r.holders[last]
+	}
 	r.holders[last] = holder{}
 	r.holders = r.holders[:last]
 	if h.rec != nil {

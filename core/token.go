@@ -39,9 +39,19 @@ func salt() (s [8]byte) {
 	return s
 }
 
-// newToken returns 32 lower-case hex characters: 16 for the big-endian
-// fence value, 16 for random salt.
-func (f *fence) newToken() string {
+// Token is a lease token: 32 lower-case hex characters, 16 for the
+// big-endian fence value and 16 for random salt. It is a value type so
+// that a grant allocates nothing and holders carry no pointers.
+type Token [32]byte
+
+// String returns the token's text.
+func (t Token) String() string { return string(t[:]) }
+
+// is reports whether s is the token's text, without allocating.
+func (t *Token) is(s string) bool { return len(s) == len(t) && string(t[:]) == s }
+
+// newToken returns a new token.
+func (f *fence) newToken() (out Token) {
 	v := f.n.Add(1)
 	var raw [16]byte
 	for i := 7; i >= 0; i-- {
@@ -50,9 +60,8 @@ func (f *fence) newToken() string {
 	}
 	s := salt()
 	copy(raw[8:], s[:])
-	var out [32]byte
 	hex.Encode(out[:], raw[:])
-	return string(out[:])
+	return out
 }
 
 // FenceFromToken returns the fencing number carried by a token issued by

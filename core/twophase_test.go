@@ -93,7 +93,7 @@ func TestQueuedEnqueueGrantedThenWaited(t *testing.T) {
 	if _, _, err := e.Enqueue(o2, KindLock, "k", lockOpt(20*sec)); err != nil {
 		t.Fatal(err)
 	}
-	_ = e.Release(o1, KindLock, "k", l.Token)
+	_ = e.Release(o1, KindLock, "k", l.Token.String())
 	clk.Advance(5 * sec)
 	got, err := e.Wait(context.Background(), o2, KindLock, "k", 0)
 	if err != nil {
@@ -112,7 +112,7 @@ func TestGrantedRecordExpiresAndFreesEnqueue(t *testing.T) { // §11 #15, #16
 	if _, _, err := e.Enqueue(o2, KindLock, "k", lockOpt(2*sec)); err != nil {
 		t.Fatal(err)
 	}
-	_ = e.Release(o1, KindLock, "k", l.Token)
+	_ = e.Release(o1, KindLock, "k", l.Token.String())
 	clk.Advance(2 * sec)
 	// Before the sweep: the record still exists but its lease is gone.
 	o3 := NewOwner(3)
@@ -164,7 +164,7 @@ func TestReleaseClearsRecordBoundToToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Release(NewOwner(2), KindLock, "k", l.Token); err != nil {
+	if err := e.Release(NewOwner(2), KindLock, "k", l.Token.String()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Wait(context.Background(), o, KindLock, "k", 0); !errors.Is(err, ErrNotEnqueued) {
@@ -224,7 +224,7 @@ func TestDisconnectReleasesGrantedButUnwaitedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	t3 := mustQueue(t, e, NewOwner(3), KindLock, "k", lockOpt(0))
-	_ = e.Release(o1, KindLock, "k", l.Token) // granted to o2's record
+	_ = e.Release(o1, KindLock, "k", l.Token.String()) // granted to o2's record
 	e.ReleaseOwner(o2)
 	if !granted(t, t3) {
 		t.Fatal("slot granted to a departed owner's record was not passed on")

@@ -110,7 +110,8 @@ func (sess *session) answer(err error) {
 
 func (sess *session) grant(st protocol.Status, l core.Lease) {
 	sess.wmu.Lock()
-	sess.out = protocol.AppendGrant(sess.out, st, l.Token, l.TTL)
+	tok := l.Token
+	sess.out = protocol.AppendGrant(sess.out, st, view(tok[:]), l.TTL)
 	sess.wmu.Unlock()
 }
 
