@@ -2,7 +2,6 @@ package core
 
 import (
 	"crypto/rand"
-	"encoding/hex"
 	"sync"
 	"sync/atomic"
 )
@@ -50,17 +49,28 @@ func (t Token) String() string { return string(t[:]) }
 // is reports whether s is the token's text, without allocating.
 func (t *Token) is(s string) bool { return len(s) == len(t) && string(t[:]) == s }
 
+// hexPairs[b] is the two lower-case hex digits of b.
+var hexPairs = func() (t [256][2]byte) {
+	const digits = "0123456789abcdef"
+	for i := range t {
+		t[i] = [2]byte{digits[i>>4], digits[i&15]}
+	}
+	return t
+}()
+
 // newToken returns a new token.
 func (f *fence) newToken() (out Token) {
 	v := f.n.Add(1)
-	var raw [16]byte
 	for i := 7; i >= 0; i-- {
-		raw[i] = byte(v)
+		p := hexPairs[byte(v)]
+		out[2*i], out[2*i+1] = p[0], p[1]
 		v >>= 8
 	}
 	s := salt()
-	copy(raw[8:], s[:])
-	hex.Encode(out[:], raw[:])
+	for i, b := range s {
+		p := hexPairs[b]
+		out[16+2*i], out[16+2*i+1] = p[0], p[1]
+	}
 	return out
 }
 
