@@ -1,9 +1,17 @@
 // Package auth decides whether a connection may use the server.
 //
-// An Authenticator is consulted once per connection. The shared-token
-// authenticator implements the 1.x "auth" handshake: the connection's first
-// request must be `auth` carrying the configured token, compared in constant
-// time. A nil Authenticator means authentication is off.
+// There are two contracts, and a server may apply both to one connection:
+//
+//   - A PeerAuthenticator judges a connection from what its transport knows
+//     (a verified TLS client certificate, the process credentials of a Unix
+//     socket peer) as soon as it is accepted, before any request is read.
+//     ClientCert and UnixCreds implement it.
+//   - An Authenticator implements a handshake carried by the connection's
+//     first request. Token implements the 1.x "auth" handshake: the first
+//     request must be `auth` carrying the configured token, compared in
+//     constant time.
+//
+// A nil Authenticator or PeerAuthenticator means that check is off.
 package auth
 
 import (
@@ -24,8 +32,19 @@ type Peer struct {
 	Transport string
 	// RemoteAddr is the peer's network address.
 	RemoteAddr net.Addr
-	// TLS is the handshake state for TLS-based transports, nil otherwise.
+	// TLS is the handshake state for TLS-based transports (after the
+	// handshake), nil otherwise.
 	TLS *tls.ConnectionState
+	// Cred holds the peer process's credentials when the transport reports
+	// them (Unix sockets), nil otherwise.
+	Cred *UnixCred
+}
+
+// UnixCred are the credentials of the process at the other end of a Unix
+// socket, as the kernel reported them when it connected.
+type UnixCred struct {
+	PID      int32
+	UID, GID uint32
 }
 
 // Identity names an authenticated peer. It is shown in logs and stats.
@@ -39,6 +58,14 @@ type Identity struct {
 // `auth`). It returns ErrDenied (possibly wrapped) to refuse.
 type Authenticator interface {
 	Authenticate(ctx context.Context, p Peer, credential string) (Identity, error)
+}
+
+// A PeerAuthenticator decides whether a connection may proceed from what its
+// transport knows about the peer. It is called once per connection, when it
+// is accepted and before any request is read. It returns ErrDenied
+// (wrapped, with a reason) to refuse.
+type PeerAuthenticator interface {
+	AuthenticatePeer(ctx context.Context, p Peer) (Identity, error)
 }
 
 // tokenAuth compares credentials against a shared secret.

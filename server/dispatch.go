@@ -175,6 +175,7 @@ type statsBody struct {
 	IdleSemaphores []core.IdleStat      `json:"idle_semaphores"`
 	SignalChannels []core.ChannelStat   `json:"signal_channels"`
 	SlowConsumers  uint64               `json:"slow_consumers"`
+	Clients        []clientStat         `json:"clients"`
 }
 
 func (sess *session) stats() {
@@ -188,6 +189,7 @@ func (sess *session) stats() {
 		IdleSemaphores: st.IdleSemaphores,
 		SignalChannels: e.SignalStats(),
 		SlowConsumers:  sess.srv.slowConsumers.Load(),
+		Clients:        sess.srv.clients(),
 	})
 	if err != nil {
 		sess.srv.log.Error("stats: encoding failed", "err", err)

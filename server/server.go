@@ -5,14 +5,19 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/transport"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -76,13 +81,38 @@ func (s *Server) Connections() int {
 	return s.nconns
 }
 
+// Listener describes how the connections of one listener are served and
+// authenticated. The zero value serves them with no connection-level
+// authentication, under the name of the listener's network.
+type Listener struct {
+	// Transport is the registered transport name ("tcp", "tls", "unix",
+	// "quic"), used in logs, auth.Peer and stats. "" means
+	// l.Addr().Network(), reported as "tls" for TLS connections over tcp.
+	Transport string
+	// Peer, when non-nil, authenticates each connection as soon as it is
+	// accepted (after the TLS handshake, if any) and before any request
+	// is read. A refused connection is closed without a byte written.
+	// Options.Auth, when set, still applies on top: both must pass.
+	Peer auth.PeerAuthenticator
+}
+
 // Serve accepts connections on l and serves each in its own goroutine
-// until Shutdown or Close. It closes l before returning. It always returns
-// a non-nil error: ErrServerClosed after Shutdown or Close.
+// until Shutdown or Close. It is ServeListener(l, Listener{}).
+func (s *Server) Serve(l net.Listener) error { return s.ServeListener(l, Listener{}) }
+
+// ServeListener accepts connections on l and serves each in its own
+// goroutine, as lo describes, until Shutdown or Close. A Server may serve
+// any number of listeners at once; they share its engine, limits and
+// stats. ServeListener closes l before returning. It always returns a
+// non-nil error: ErrServerClosed after Shutdown or Close.
 //
 // Accept errors other than a closed listener are retried with exponential
 // back-off (5 ms doubling to 1 s, reset by the next success).
-func (s *Server) Serve(l net.Listener) error {
+func (s *Server) ServeListener(l net.Listener, lo Listener) error {
+	guessed := lo.Transport == ""
+	if guessed {
+		lo.Transport = l.Addr().Network()
+	}
 	if !s.track(l) {
 		l.Close()
 		return ErrServerClosed
@@ -113,7 +143,13 @@ func (s *Server) Serve(l net.Listener) error {
 			continue
 		}
 		backoff = 0
-		sess, ok := s.admit(c)
+		name := lo.Transport
+		if guessed && name == "tcp" {
+			if _, isTLS := c.(transport.TLSConner); isTLS {
+				name = "tls" // Serve on a TLS listener, as before ServeListener
+			}
+		}
+		sess, ok := s.admit(c, name, lo.Peer)
 		if !ok {
 			c.Close() // over a connection cap: no byte is written
 			continue
@@ -159,7 +195,7 @@ func remoteIP(a net.Addr) string {
 
 // admit applies the connection caps (check and increment under one lock,
 // so concurrent accepts cannot overshoot) and registers a session.
-func (s *Server) admit(c net.Conn) (*session, bool) {
+func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthenticator) (*session, bool) {
 	ip := remoteIP(c.RemoteAddr())
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,7 +212,7 @@ func (s *Server) admit(c net.Conn) (*session, bool) {
 	}
 	s.nconns++
 	s.perIP[ip]++
-	sess := newSession(s, c, s.nextID.Add(1), ip)
+	sess := newSession(s, c, s.nextID.Add(1), ip, transportName, peerAuth)
 	s.sessions[sess] = struct{}{}
 	s.active.Add(1)
 	return sess, true
@@ -194,6 +230,31 @@ func (s *Server) forget(sess *session) {
 	}
 	s.mu.Unlock()
 	s.active.Done()
+}
+
+// clientStat is one entry of the `clients` array of stats.
+type clientStat struct {
+	ID        uint64 `json:"id"`
+	Transport string `json:"transport"`
+	Remote    string `json:"remote"`
+	Identity  string `json:"identity"`
+}
+
+// clients lists the open connections by id; the slice is never nil.
+func (s *Server) clients() []clientStat {
+	s.mu.Lock()
+	out := make([]clientStat, 0, len(s.sessions))
+	for sess := range s.sessions {
+		out = append(out, clientStat{
+			ID:        sess.id,
+			Transport: sess.transport,
+			Remote:    sess.remote,
+			Identity:  sess.identity(),
+		})
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b clientStat) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Shutdown stops the server gracefully (§7.6): it closes every listener,

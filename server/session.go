@@ -2,8 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -14,6 +14,7 @@ import (
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
+	"github.com/dflockd/dflockd/transport"
 )
 
 // authFailPause is how long a connection that failed the handshake waits
@@ -40,6 +41,7 @@ const (
 	CloseAbusivePipeline
 	CloseServerClosed
 	CloseSlowConsumer
+	CloseHandshakeFailed
 )
 
 var closeReasons = [...]string{
@@ -53,6 +55,7 @@ var closeReasons = [...]string{
 	CloseAbusivePipeline: "pipeline_overflow",
 	CloseServerClosed:    "server_closed",
 	CloseSlowConsumer:    "slow_consumer",
+	CloseHandshakeFailed: "handshake_failed",
 }
 
 // String returns the reason's log name.
@@ -76,8 +79,16 @@ type session struct {
 	dec   *protocol.Decoder
 	req   protocol.Request
 
-	authed   bool
-	identity string
+	// Set before the session starts and never changed: read by stats.
+	transport string
+	remote    string
+	peerAuth  auth.PeerAuthenticator
+
+	peer   auth.Peer // filled in by open
+	authed bool
+	// ident is the authenticated identity ("" = none); stats read it
+	// from other goroutines.
+	ident atomic.Pointer[string]
 
 	// Pub/sub: created on the first listen.
 	push *pusher
@@ -87,8 +98,11 @@ type session struct {
 	out []byte
 }
 
-func newSession(s *Server, c net.Conn, id uint64, ip string) *session {
-	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id)}
+func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator) *session {
+	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id), transport: transportName, peerAuth: peerAuth}
+	if ra := c.RemoteAddr(); ra != nil {
+		sess.remote = ra.String()
+	}
 	sess.rd = connReader{conn: c}
 	sess.dec = protocol.NewDecoder(&sess.rd)
 	timeout := s.opts.ReadTimeout
@@ -102,23 +116,81 @@ func newSession(s *Server, c net.Conn, id uint64, ip string) *session {
 	return sess
 }
 
+// identity returns the authenticated identity, "" if none.
+func (sess *session) identity() string {
+	if p := sess.ident.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (sess *session) setIdentity(name string) { sess.ident.Store(&name) }
+
 // serve runs the session to its end and cleans up after it.
 func (sess *session) serve() {
 	s := sess.srv
-	reason := sess.loop()
-	if sess.push != nil && sess.push.evicted.Load() {
-		reason = CloseSlowConsumer
+	reason, ok := sess.open()
+	if ok {
+		reason = sess.loop()
+		if sess.push != nil && sess.push.evicted.Load() {
+			reason = CloseSlowConsumer
+		}
 	}
 	sess.dropSubscriptions()
 	s.opts.Engine.ReleaseOwner(sess.owner)
 	sess.conn.Close()
 	s.forget(sess)
-	s.log.Debug("connection closed", "conn", sess.id, "remote", sess.conn.RemoteAddr(), "reason", reason.String(), "identity", sess.identity)
+	s.log.Debug("connection closed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
+		"reason", reason.String(), "identity", sess.identity())
+}
+
+// handshaker is implemented by connections with a handshake of their own
+// (*tls.Conn).
+type handshaker interface {
+	HandshakeContext(ctx context.Context) error
+}
+
+// open completes the connection before any request is read: the TLS
+// handshake (bounded by the read timeout), then the listener's peer
+// authentication. ok false means the session ends with reason, without a
+// byte written by the server.
+func (sess *session) open() (reason CloseReason, ok bool) {
+	s := sess.srv
+	if hs, isHS := sess.conn.(handshaker); isHS {
+		ctx, cancel := context.WithTimeout(s.base, s.opts.ReadTimeout)
+		err := hs.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Debug("tls handshake failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "err", err)
+			return CloseHandshakeFailed, false
+		}
+	}
+	sess.peer = auth.Peer{Transport: sess.transport, RemoteAddr: sess.conn.RemoteAddr()}
+	if tc, isTLS := sess.conn.(transport.TLSConner); isTLS {
+		st := tc.ConnectionState()
+		sess.peer.TLS = &st
+	}
+	if pc, isUnix := sess.conn.(transport.PeerCreder); isUnix {
+		if cred, err := pc.PeerCred(); err == nil {
+			sess.peer.Cred = &auth.UnixCred{PID: cred.PID, UID: cred.UID, GID: cred.GID}
+		} else {
+			s.log.Debug("peer credentials unavailable", "conn", sess.id, "transport", sess.transport, "err", err)
+		}
+	}
+	if sess.peerAuth != nil {
+		id, err := sess.peerAuth.AuthenticatePeer(s.base, sess.peer)
+		if err != nil {
+			s.log.Info("authentication failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "reason", err)
+			return CloseAuthFailed, false
+		}
+		sess.setIdentity(id.Name)
+	}
+	s.log.Debug("connection opened", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "identity", sess.identity())
+	return 0, true
 }
 
 func (sess *session) loop() CloseReason {
 	s := sess.srv
-	s.log.Debug("connection opened", "conn", sess.id, "remote", sess.conn.RemoteAddr())
 	for {
 		err := sess.dec.ReadRequest(&sess.req)
 		if err != nil {
@@ -190,19 +262,21 @@ func (sess *session) authenticate() bool {
 	if sess.req.Cmd == protocol.CmdAuth {
 		cred = string(sess.req.Token)
 	}
-	peer := auth.Peer{Transport: sess.conn.LocalAddr().Network(), RemoteAddr: sess.conn.RemoteAddr()}
-	if tc, ok := sess.conn.(interface{ ConnectionState() tls.ConnectionState }); ok {
-		st := tc.ConnectionState()
-		peer.Transport, peer.TLS = "tls", &st
+	id, err := s.opts.Auth.Authenticate(s.base, sess.peer, cred)
+	if err == nil && sess.req.Cmd != protocol.CmdAuth {
+		err = fmt.Errorf("%w: first request is %s, not auth", auth.ErrDenied, sess.req.Cmd)
 	}
-	id, err := s.opts.Auth.Authenticate(s.base, peer, cred)
-	if err != nil || sess.req.Cmd != protocol.CmdAuth {
-		s.log.Info("authentication failed", "conn", sess.id, "remote", sess.conn.RemoteAddr())
+	if err != nil {
+		s.log.Info("authentication failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "reason", err)
 		sess.failAuth()
 		return false
 	}
 	sess.authed = true
-	sess.identity = id.Name
+	if sess.identity() == "" {
+		// A connection-level identity (certificate, uid) is the more
+		// specific name; the token only adds a check.
+		sess.setIdentity(id.Name)
+	}
 	sess.reply(protocol.StatusOK)
 	return true
 }

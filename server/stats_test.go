@@ -27,8 +27,8 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 7 || string(raw["slow_consumers"]) != "0" {
-		t.Fatalf("stats has %d members; want connections, five arrays and slow_consumers 0: %v", len(raw), raw)
+	if len(raw) != 8 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" {
+		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0 and clients: %v", len(raw), raw)
 	}
 	if string(raw["connections"]) != "1" || st.Connections != 1 {
 		t.Fatalf("connections = %s; want 1", raw["connections"])

@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"slices"
 	"strings"
@@ -27,9 +28,35 @@ import (
 // Options.KeepAlive is zero.
 const DefaultKeepAlive = 15 * time.Second
 
+// DefaultUnixMode is the permission given to a Unix socket file when
+// Options.UnixMode is zero: owner and group may connect.
+const DefaultUnixMode fs.FileMode = 0o660
+
+// DefaultQUICIdleTimeout is the QUIC idle timeout used when
+// Options.QUICIdleTimeout is zero.
+const DefaultQUICIdleTimeout = 30 * time.Second
+
+// DefaultQUICKeepAlive is the QUIC keep-alive period used when
+// Options.QUICKeepAlive is zero.
+const DefaultQUICKeepAlive = 10 * time.Second
+
+// ALPN is the TLS application protocol negotiated by the quic transport.
+// Both sides offer only this protocol, so a QUIC peer speaking anything
+// else fails the handshake.
+const ALPN = "dflockd"
+
 // ErrUnknown is returned (wrapped) by Lookup, ParseEndpoint, Listen and Dial
 // for a transport name that is not registered.
 var ErrUnknown = errors.New("transport: unknown")
+
+// ErrAddrInUse is returned (wrapped) by a unix Listen when the socket path
+// belongs to a live server: something accepted a connection on it. The file
+// is left in place.
+var ErrAddrInUse = errors.New("transport: address in use by a live server")
+
+// ErrDisabled is returned (wrapped) by a transport that is registered but
+// was left out of this build, e.g. quic when built with the noquic tag.
+var ErrDisabled = errors.New("transport: disabled in this build")
 
 // A Transport creates byte-stream listeners and connections.
 // Implementations are stateless and safe for concurrent use; all state
@@ -55,15 +82,56 @@ type AddrValidator interface {
 // Options configure one Listen or Dial. The zero value is usable for every
 // transport that does not need TLS.
 type Options struct {
-	// TLS is the TLS configuration. Listen on "tls" requires it, with at
-	// least one certificate (or GetCertificate / GetConfigForClient); Dial
-	// on "tls" uses the system roots and the host from the address when it
-	// is nil. Transports clone it and raise MinVersion to TLS 1.2 if it is
-	// lower. Ignored by "tcp".
+	// TLS is the TLS configuration. Listen on "tls" and "quic" requires
+	// it, with at least one certificate (or GetCertificate /
+	// GetConfigForClient); Dial uses the system roots and the host from the
+	// address when it is nil. Transports clone it and raise MinVersion to
+	// TLS 1.2 if it is lower ("quic" to TLS 1.3, and it sets NextProtos to
+	// ALPN). Ignored by "tcp" and "unix".
 	TLS *tls.Config
 	// KeepAlive is the TCP keep-alive period for "tcp" and "tls"
 	// (0 = DefaultKeepAlive, negative disables keep-alives).
 	KeepAlive time.Duration
+	// UnixMode is the permission of a socket file created by a "unix"
+	// Listen (0 = DefaultUnixMode, 0o660). Only the permission bits are
+	// used.
+	UnixMode fs.FileMode
+	// QUICIdleTimeout closes a QUIC connection that has been idle this
+	// long (0 = DefaultQUICIdleTimeout, 30s). The effective value is the
+	// smaller of the two peers' settings.
+	QUICIdleTimeout time.Duration
+	// QUICKeepAlive is the QUIC keep-alive period (0 =
+	// DefaultQUICKeepAlive, 10s; negative disables keep-alives). QUIC never
+	// sends keep-alives more often than half the idle timeout.
+	QUICKeepAlive time.Duration
+}
+
+// unixMode returns the effective socket file permission.
+func (o Options) unixMode() fs.FileMode {
+	if o.UnixMode == 0 {
+		return DefaultUnixMode
+	}
+	return o.UnixMode.Perm()
+}
+
+// quicIdleTimeout returns the effective QUIC idle timeout.
+func (o Options) quicIdleTimeout() time.Duration {
+	if o.QUICIdleTimeout <= 0 {
+		return DefaultQUICIdleTimeout
+	}
+	return o.QUICIdleTimeout
+}
+
+// quicKeepAlive returns the effective QUIC keep-alive period; 0 means
+// disabled.
+func (o Options) quicKeepAlive() time.Duration {
+	switch {
+	case o.QUICKeepAlive == 0:
+		return DefaultQUICKeepAlive
+	case o.QUICKeepAlive < 0:
+		return 0
+	}
+	return o.QUICKeepAlive
 }
 
 // keepAlive returns the effective keep-alive period (negative = disabled).
@@ -170,4 +238,19 @@ func Dial(ctx context.Context, e Endpoint, opts Options) (net.Conn, error) {
 // HandshakeContext).
 type TLSConner interface {
 	ConnectionState() tls.ConnectionState
+}
+
+// Cred is the identity of the process at the other end of a Unix socket,
+// as the kernel recorded it when the connection (or, for the listening
+// side, the listener) was set up.
+type Cred struct {
+	PID      int32
+	UID, GID uint32
+}
+
+// PeerCreder is implemented by conns that can report their peer's process
+// credentials: the unix transport's conns, via SO_PEERCRED on Linux (other
+// systems return an error). Callers detect it with a type assertion.
+type PeerCreder interface {
+	PeerCred() (Cred, error)
 }

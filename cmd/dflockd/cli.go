@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -41,18 +42,36 @@ func buildVersion() string {
 // fits in an int64 (a time.Duration): 9223372036.
 const maxSeconds = math.MaxInt64 / int64(time.Second)
 
-// CLI is the dflockd command line (PROTOCOL.md §8). Durations are whole
-// seconds. Each flag's environment variable is named by its envvar tag (and
-// a deprecated alias by envalias); envResolver reads them, so an explicit
-// flag beats the variable, which beats the default.
+// CLI is the dflockd command line (PROTOCOL.md §8). The server is the
+// default command, so `dflockd --port 7000` serves; gen-cert writes
+// certificates.
 type CLI struct {
-	Host string `name:"host" default:"127.0.0.1" envvar:"DFLOCKD_HOST" group:"Network" help:"Address to bind; IPv6 literals such as ::1 are fine."`
-	Port int    `name:"port" default:"6388" envvar:"DFLOCKD_PORT" group:"Network" help:"TCP port to listen on, 0-65535 (0 = any free port)."`
+	Serve   ServeCmd         `cmd:"" default:"withargs" help:"Run the server (the default command)."`
+	GenCert GenCertCmd       `cmd:"" name:"gen-cert" help:"Write a CA, a server certificate and a client certificate for TLS, mTLS and QUIC."`
+	Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
 
-	TLSCert       string `name:"tls-cert" envvar:"DFLOCKD_TLS_CERT" placeholder:"FILE" group:"Security" help:"PEM certificate; with --tls-key the server speaks only TLS 1.2+."`
-	TLSKey        string `name:"tls-key" envvar:"DFLOCKD_TLS_KEY" placeholder:"FILE" group:"Security" help:"PEM private key for --tls-cert."`
-	AuthToken     string `name:"auth-token" envvar:"DFLOCKD_AUTH_TOKEN" placeholder:"TOKEN" group:"Security" help:"Shared secret every connection must present first (send it only over TLS)."`
-	AuthTokenFile string `name:"auth-token-file" envvar:"DFLOCKD_AUTH_TOKEN_FILE" placeholder:"FILE" group:"Security" help:"File holding the shared secret (trimmed)."`
+	env     *envResolver // shared with Serve
+	command string       // the selected command: "serve" or "gen-cert"
+}
+
+// ServeCmd is the server's configuration. Durations are whole seconds.
+// Each flag's environment variable is named by its envvar tag (and a
+// deprecated alias by envalias); envResolver reads them, so an explicit flag
+// beats the variable, which beats the default.
+type ServeCmd struct {
+	Listen []transport.Endpoint `name:"listen" envvar:"DFLOCKD_LISTEN" placeholder:"URL" group:"Network" help:"Listen on URL; repeatable or comma-separated: tcp://HOST:PORT, tls://HOST:PORT, unix:///ABS/PATH.sock, quic://HOST:PORT (transports: ${transports}). Replaces --host/--port."`
+	Host   string               `name:"host" default:"127.0.0.1" envvar:"DFLOCKD_HOST" group:"Network" help:"Address to bind when --listen is not given; IPv6 literals such as ::1 are fine."`
+	Port   int                  `name:"port" default:"6388" envvar:"DFLOCKD_PORT" group:"Network" help:"Port to listen on when --listen is not given, 0-65535 (0 = any free port)."`
+
+	UnixSocketMode string `name:"unix-socket-mode" default:"0660" envvar:"DFLOCKD_UNIX_SOCKET_MODE" placeholder:"MODE" group:"Network" help:"Permission of Unix socket files, in octal (default 0660: owner and group may connect)."`
+
+	TLSCert       string   `name:"tls-cert" envvar:"DFLOCKD_TLS_CERT" placeholder:"FILE" group:"Security" help:"PEM certificate for tls and quic listeners (TLS 1.2+; reloaded on SIGHUP). Without --listen, the --host/--port listener speaks TLS."`
+	TLSKey        string   `name:"tls-key" envvar:"DFLOCKD_TLS_KEY" placeholder:"FILE" group:"Security" help:"PEM private key for --tls-cert (reloaded with it)."`
+	TLSClientCA   string   `name:"tls-client-ca" envvar:"DFLOCKD_TLS_CLIENT_CA" placeholder:"FILE" group:"Security" help:"PEM CA certificates: tls and quic clients must present a certificate they signed (mutual TLS); its name becomes the client's identity."`
+	UnixAllowUID  []uint32 `name:"unix-allow-uid" envvar:"DFLOCKD_UNIX_ALLOW_UID" placeholder:"UID" group:"Security" help:"Admit Unix socket clients running as this user id; repeatable or comma-separated (with --unix-allow-gid: either matches)."`
+	UnixAllowGID  []uint32 `name:"unix-allow-gid" envvar:"DFLOCKD_UNIX_ALLOW_GID" placeholder:"GID" group:"Security" help:"Admit Unix socket clients whose effective group id is this; repeatable or comma-separated."`
+	AuthToken     string   `name:"auth-token" envvar:"DFLOCKD_AUTH_TOKEN" placeholder:"TOKEN" group:"Security" help:"Shared secret every connection must present first (send it only over TLS)."`
+	AuthTokenFile string   `name:"auth-token-file" envvar:"DFLOCKD_AUTH_TOKEN_FILE" placeholder:"FILE" group:"Security" help:"File holding the shared secret (trimmed)."`
 
 	DefaultLeaseTTL         int64 `name:"default-lease-ttl" default:"33" envvar:"DFLOCKD_DEFAULT_LEASE_TTL_S" group:"Locks" help:"Lease length in seconds when a request names none (> 0)."`
 	LeaseSweepInterval      int64 `name:"lease-sweep-interval" default:"1" envvar:"DFLOCKD_LEASE_SWEEP_INTERVAL_S" group:"Locks" help:"Seconds between sweeps of expired leases (> 0)."`
@@ -67,16 +86,18 @@ type CLI struct {
 	MaxSubscriptions    int `name:"max-subscriptions" default:"0" envvar:"DFLOCKD_MAX_SUBSCRIPTIONS" group:"Limits" help:"Signal subscriptions per connection (0 = unlimited)."`
 	SignalQueue         int `name:"signal-queue" default:"64" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Signal frames a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0)."`
 
-	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0)."`
+	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
 	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
 	ShutdownTimeout int64 `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever)."`
+	QUICIdleTimeout int64 `name:"quic-idle-timeout" default:"30" envvar:"DFLOCKD_QUIC_IDLE_TIMEOUT_S" group:"Timeouts" help:"Seconds after which an idle QUIC connection is closed (> 0)."`
+	QUICKeepAlive   int64 `name:"quic-keepalive" default:"10" envvar:"DFLOCKD_QUIC_KEEPALIVE_S" group:"Timeouts" help:"Seconds between QUIC keep-alive packets (>= 0; 0 = none)."`
 
-	Debug   bool             `name:"debug" default:"false" envvar:"DFLOCKD_DEBUG" help:"Log at debug level."`
-	Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	Debug bool `name:"debug" default:"false" envvar:"DFLOCKD_DEBUG" help:"Log at debug level."`
 
 	env         *envResolver // records which settings came from the environment
 	token       string       // resolved auth token; "" = auth off
 	tokenSource string       // flag or variable the token came from
+	unixMode    fs.FileMode  // parsed --unix-socket-mode
 }
 
 // exitError reports that kong asked to exit early (--help, --version).
@@ -92,18 +113,10 @@ type exitPanic int
 // *exitError with the status to exit with. Any other error is a
 // configuration error.
 func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) (cli *CLI, err error) {
-	cli = &CLI{env: newEnvResolver(getenv)}
-	k, err := kong.New(cli,
-		kong.Name("dflockd"),
-		kong.Description("A distributed lock, semaphore and signal server."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { panic(exitPanic(code)) }),
-		kong.Resolvers(cli.env),
-		kong.ValueFormatter(helpWithEnv),
-		kong.Vars{"version": "dflockd " + buildVersion()},
-	)
+	cli = newCLI(getenv)
+	k, err := newKong(cli, stdout, stderr)
 	if err != nil {
-		return nil, fmt.Errorf("build command line: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -114,10 +127,75 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 			cli, err = nil, &exitError{code: int(code)}
 		}
 	}()
-	if _, err := k.Parse(goFlagArgs(args, flagKinds(k.Model))); err != nil {
+	kctx, err := k.Parse(goFlagArgs(args, flagKinds(k.Model)))
+	if err != nil {
 		return nil, err
 	}
+	cli.command = kctx.Selected().Name
+	if cli.command == "serve" {
+		// Checked here rather than in a kong Validate hook, which would
+		// prefix every message with the command name nobody typed.
+		if err := cli.Serve.validate(); err != nil {
+			return nil, err
+		}
+	}
 	return cli, nil
+}
+
+// newKong builds the parser for cli.
+func newKong(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
+	k, err := kong.New(cli,
+		kong.Name("dflockd"),
+		kong.Description("A distributed lock, semaphore and signal server. Without a command it serves."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exitPanic(code)) }),
+		kong.Resolvers(cli.env),
+		kong.ValueFormatter(helpWithEnv),
+		kong.Help(printHelp),
+		kong.Vars{
+			"version":    "dflockd " + buildVersion(),
+			"transports": strings.Join(transport.Names(), ", "),
+		},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("build command line: %w", err)
+	}
+	return k, nil
+}
+
+// newCLI returns an empty command line whose commands share one
+// environment resolver.
+func newCLI(getenv func(string) string) *CLI {
+	env := newEnvResolver(getenv)
+	return &CLI{env: env, Serve: ServeCmd{env: env}}
+}
+
+// printHelp prints kong's help, except that `dflockd --help` describes the
+// server (the default command) with all its flags and then lists the
+// other commands.
+func printHelp(opts kong.HelpOptions, ctx *kong.Context) error {
+	if ctx.Selected() != nil {
+		return kong.DefaultHelpPrinter(opts, ctx)
+	}
+	serve, err := kong.Trace(ctx.Kong, []string{"serve"})
+	if err != nil {
+		return err
+	}
+	if err := kong.DefaultHelpPrinter(opts, serve); err != nil {
+		return err
+	}
+	w := ctx.Stdout
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, cmd := range ctx.Model.Children {
+		if cmd.Hidden {
+			continue
+		}
+		fmt.Fprintf(w, "  %-10s %s\n", cmd.Name, cmd.Help)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, `Run "dflockd <command> --help" for more information on a command.`)
+	return nil
 }
 
 // helpWithEnv appends a flag's environment variable to its help text.
@@ -129,14 +207,20 @@ func helpWithEnv(v *kong.Value) string {
 	return v.Help + " ($" + name + ")"
 }
 
-// flagKinds maps each long flag name to whether it is a boolean flag.
+// flagKinds maps each long flag name, of every command, to whether it is a
+// boolean flag. Commands that share a name (--host) agree on its kind.
 func flagKinds(app *kong.Application) map[string]bool {
 	kinds := map[string]bool{}
-	for _, group := range app.AllFlags(true) {
-		for _, f := range group {
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
 			kinds[f.Name] = f.IsBool()
 		}
+		for _, child := range n.Children {
+			walk(child)
+		}
 	}
+	walk(app.Node)
 	return kinds
 }
 
@@ -174,10 +258,11 @@ func goFlagArgs(args []string, kinds map[string]bool) []string {
 	return out
 }
 
-// Validate checks ranges and cross-field rules and resolves the auth token.
-// kong calls it after flags and environment are applied. Errors name the
-// offending flag (and variable, when the value came from one).
-func (c *CLI) Validate() error {
+// validate checks ranges and cross-field rules, parses the socket mode and
+// resolves the auth token. parse calls it after flags and environment are
+// applied. Errors name the offending flag (and variable, when the value
+// came from one).
+func (c *ServeCmd) validate() error {
 	counts := func(v int) int64 { return int64(v) }
 	checks := []struct {
 		flag     string
@@ -199,6 +284,8 @@ func (c *CLI) Validate() error {
 		{"read-timeout", c.ReadTimeout, 1, maxSeconds, true},
 		{"write-timeout", c.WriteTimeout, 0, maxSeconds, true},
 		{"shutdown-timeout", c.ShutdownTimeout, 0, maxSeconds, true},
+		{"quic-idle-timeout", c.QUICIdleTimeout, 1, maxSeconds, true},
+		{"quic-keepalive", c.QUICKeepAlive, 0, maxSeconds, true},
 	}
 	for _, ck := range checks {
 		var rule string
@@ -221,6 +308,19 @@ func (c *CLI) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key must be given together")
 	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("%s needs --tls-cert and --tls-key", c.flagRef("tls-client-ca"))
+	}
+	for _, ep := range c.Listen {
+		if needsTLS(ep) && c.TLSCert == "" {
+			return fmt.Errorf("%s %s needs --tls-cert and --tls-key", c.flagRef("listen"), ep)
+		}
+	}
+	mode, err := strconv.ParseUint(c.UnixSocketMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return fmt.Errorf("%s: want an octal permission such as 0660, got %q", c.flagRef("unix-socket-mode"), c.UnixSocketMode)
+	}
+	c.unixMode = fs.FileMode(mode)
 	token, source, err := c.resolveAuthToken()
 	if err != nil {
 		return err
@@ -231,7 +331,7 @@ func (c *CLI) Validate() error {
 
 // flagRef names a flag for an error message, with the environment variable
 // that supplied its value, if any.
-func (c *CLI) flagRef(flag string) string {
+func (c *ServeCmd) flagRef(flag string) string {
 	if name := c.env.source(flag); name != "" {
 		return "--" + flag + " (from $" + name + ")"
 	}
@@ -244,7 +344,7 @@ func (c *CLI) flagRef(flag string) string {
 // an empty variable counts as unset. Values are whitespace-trimmed; an
 // empty result or one containing CR or LF is an error. It returns "" when
 // no source is set (auth off).
-func (c *CLI) resolveAuthToken() (token, source string, err error) {
+func (c *ServeCmd) resolveAuthToken() (token, source string, err error) {
 	switch {
 	case c.env.explicit("auth-token"):
 		source = "--auth-token"
@@ -295,22 +395,10 @@ func checkToken(s string) (string, error) {
 // seconds converts a validated count of seconds to a Duration.
 func seconds(n int64) time.Duration { return time.Duration(n) * time.Second }
 
-// serverTLS loads the key pair named by --tls-cert/--tls-key. It returns
-// nil when TLS is off.
-func (c *CLI) serverTLS() (*tls.Config, error) {
-	if c.TLSCert == "" && c.TLSKey == "" {
-		return nil, nil
-	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-	if err != nil {
-		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
-}
-
-// endpoint returns where to listen: tls when a certificate is configured,
-// tcp otherwise. The host may be written with or without IPv6 brackets.
-func (c *CLI) endpoint() transport.Endpoint {
+// endpoint returns where to listen without --listen: tls when a
+// certificate is configured, tcp otherwise. The host may be written with or
+// without IPv6 brackets.
+func (c *ServeCmd) endpoint() transport.Endpoint {
 	name := "tcp"
 	if c.TLSCert != "" {
 		name = "tls"
@@ -322,8 +410,70 @@ func (c *CLI) endpoint() transport.Endpoint {
 	return transport.Endpoint{Transport: name, Addr: net.JoinHostPort(host, strconv.Itoa(c.Port))}
 }
 
+// endpoints returns every endpoint to listen on: the --listen URLs, or the
+// one --host/--port endpoint.
+func (c *ServeCmd) endpoints() []transport.Endpoint {
+	if len(c.Listen) > 0 {
+		return c.Listen
+	}
+	return []transport.Endpoint{c.endpoint()}
+}
+
+// hostPortSet reports whether --host or --port was set on the command line
+// or in the environment.
+func (c *ServeCmd) hostPortSet() bool {
+	for _, f := range []string{"host", "port"} {
+		if c.env.explicit(f) || c.env.source(f) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// needsTLS reports whether ep's transport needs a certificate.
+func needsTLS(ep transport.Endpoint) bool { return ep.Transport == "tls" || ep.Transport == "quic" }
+
+// peerAuth returns the connection-level authenticator for listeners on
+// ep: the client certificate on tls and quic when --tls-client-ca is set,
+// the process credentials on unix when an allow list is given, else nil.
+func (c *ServeCmd) peerAuth(ep transport.Endpoint) auth.PeerAuthenticator {
+	switch {
+	case needsTLS(ep) && c.TLSClientCA != "":
+		return auth.ClientCert()
+	case ep.Transport == "unix" && (len(c.UnixAllowUID) > 0 || len(c.UnixAllowGID) > 0):
+		return auth.UnixCreds(c.UnixAllowUID, c.UnixAllowGID)
+	}
+	return nil
+}
+
+// peerAuthName names peerAuth(ep) for the logs.
+func (c *ServeCmd) peerAuthName(ep transport.Endpoint) string {
+	if c.peerAuth(ep) == nil {
+		return "none"
+	}
+	if ep.Transport == "unix" {
+		return "unix-credentials"
+	}
+	return "client-certificate"
+}
+
+// transportOptions converts the configuration into transport.Options;
+// tlsCfg is nil when TLS is off.
+func (c *ServeCmd) transportOptions(tlsCfg *tls.Config) transport.Options {
+	keepAlive := seconds(c.QUICKeepAlive)
+	if keepAlive == 0 {
+		keepAlive = -1 // transport: negative disables, 0 is the default
+	}
+	return transport.Options{
+		TLS:             tlsCfg,
+		UnixMode:        c.unixMode,
+		QUICIdleTimeout: seconds(c.QUICIdleTimeout),
+		QUICKeepAlive:   keepAlive,
+	}
+}
+
 // engineOptions converts the configuration into core.Options.
-func (c *CLI) engineOptions() core.Options {
+func (c *ServeCmd) engineOptions() core.Options {
 	return core.Options{
 		DefaultTTL:       seconds(c.DefaultLeaseTTL),
 		SweepInterval:    seconds(c.LeaseSweepInterval),
@@ -336,7 +486,7 @@ func (c *CLI) engineOptions() core.Options {
 }
 
 // serverOptions converts the configuration into server.Options.
-func (c *CLI) serverOptions(engine *core.Engine, log *slog.Logger) server.Options {
+func (c *ServeCmd) serverOptions(engine *core.Engine, log *slog.Logger) server.Options {
 	opts := server.Options{
 		Engine:           engine,
 		Logger:           log,
@@ -354,4 +504,4 @@ func (c *CLI) serverOptions(engine *core.Engine, log *slog.Logger) server.Option
 }
 
 // shutdownTimeout is the grace period for Shutdown (0 = wait forever).
-func (c *CLI) shutdownTimeout() time.Duration { return seconds(c.ShutdownTimeout) }
+func (c *ServeCmd) shutdownTimeout() time.Duration { return seconds(c.ShutdownTimeout) }

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alecthomas/kong"
-
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
@@ -26,13 +24,18 @@ func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
 }
 
-func mustParse(t *testing.T, args []string, vars map[string]string) *CLI {
+// mustParse parses a server command line and returns the server's
+// configuration.
+func mustParse(t *testing.T, args []string, vars map[string]string) *ServeCmd {
 	t.Helper()
 	c, err := parse(args, env(vars), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatalf("parse(%q, %v): %v", args, vars, err)
 	}
-	return c
+	if c.command != "serve" {
+		t.Fatalf("parse(%q, %v) selected %q", args, vars, c.command)
+	}
+	return &c.Serve
 }
 
 func parseErr(t *testing.T, args []string, vars map[string]string) error {
@@ -72,8 +75,8 @@ func TestDefaults(t *testing.T) {
 	if !c.AutoReleaseOnDisconnect || c.Debug || c.token != "" {
 		t.Errorf("AutoRelease=%v Debug=%v token=%q", c.AutoReleaseOnDisconnect, c.Debug, c.token)
 	}
-	if cfg, err := c.serverTLS(); cfg != nil || err != nil {
-		t.Errorf("serverTLS = %v, %v; want nil, nil", cfg, err)
+	if ts, err := c.loadTLS(); ts != nil || err != nil {
+		t.Errorf("loadTLS = %v, %v; want nil, nil", ts, err)
 	}
 	if len(c.env.warnings) != 0 {
 		t.Errorf("warnings = %v", c.env.warnings)
@@ -82,18 +85,24 @@ func TestDefaults(t *testing.T) {
 
 // settings returns the observable configuration as one comparable value.
 type settings struct {
-	endpoint transport.Endpoint
-	engine   core.Options
-	server   server.Options
-	shutdown time.Duration
-	debug    bool
-	token    string
+	endpoint  transport.Endpoint
+	engine    core.Options
+	server    server.Options
+	shutdown  time.Duration
+	debug     bool
+	token     string
+	endpoints []transport.Endpoint
+	transport transport.Options
+	clientCA  string
+	uids      []uint32
+	gids      []uint32
 }
 
-func settingsOf(c *CLI) settings {
+func settingsOf(c *ServeCmd) settings {
 	so := c.serverOptions(nil, nil)
 	so.Auth = nil // compared through token
-	return settings{c.endpoint(), c.engineOptions(), so, c.shutdownTimeout(), c.Debug, c.token}
+	return settings{c.endpoint(), c.engineOptions(), so, c.shutdownTimeout(), c.Debug, c.token,
+		c.endpoints(), c.transportOptions(nil), c.TLSClientCA, c.UnixAllowUID, c.UnixAllowGID}
 }
 
 // flagCases lists, for every setting, a flag and a variable form with the
@@ -141,6 +150,23 @@ var flagCases = []struct {
 		func(s *settings) bool { return s.token == "s3cret" }},
 	{[]string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, map[string]string{"DFLOCKD_TLS_CERT": "c.pem", "DFLOCKD_TLS_KEY": "k.pem"},
 		func(s *settings) bool { return s.endpoint.Transport == "tls" }},
+	{[]string{"--listen", "tcp://127.0.0.1:7001"}, map[string]string{"DFLOCKD_LISTEN": "tcp://127.0.0.1:7001"},
+		func(s *settings) bool {
+			return slices.Equal(s.endpoints, []transport.Endpoint{{Transport: "tcp", Addr: "127.0.0.1:7001"}})
+		}},
+	{[]string{"--tls-client-ca", "ca.pem", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+		map[string]string{"DFLOCKD_TLS_CLIENT_CA": "ca.pem", "DFLOCKD_TLS_CERT": "c.pem", "DFLOCKD_TLS_KEY": "k.pem"},
+		func(s *settings) bool { return s.clientCA == "ca.pem" }},
+	{[]string{"--unix-socket-mode", "0600"}, map[string]string{"DFLOCKD_UNIX_SOCKET_MODE": "0600"},
+		func(s *settings) bool { return s.transport.UnixMode == 0o600 }},
+	{[]string{"--unix-allow-uid", "1000"}, map[string]string{"DFLOCKD_UNIX_ALLOW_UID": "1000"},
+		func(s *settings) bool { return slices.Equal(s.uids, []uint32{1000}) }},
+	{[]string{"--unix-allow-gid", "50"}, map[string]string{"DFLOCKD_UNIX_ALLOW_GID": "50"},
+		func(s *settings) bool { return slices.Equal(s.gids, []uint32{50}) }},
+	{[]string{"--quic-idle-timeout", "45"}, map[string]string{"DFLOCKD_QUIC_IDLE_TIMEOUT_S": "45"},
+		func(s *settings) bool { return s.transport.QUICIdleTimeout == 45*time.Second }},
+	{[]string{"--quic-keepalive", "3"}, map[string]string{"DFLOCKD_QUIC_KEEPALIVE_S": "3"},
+		func(s *settings) bool { return s.transport.QUICKeepAlive == 3*time.Second }},
 }
 
 func TestEachFlag(t *testing.T) {
@@ -428,23 +454,28 @@ func TestHost(t *testing.T) {
 func TestTLSFiles(t *testing.T) {
 	certFile, keyFile := testutil.SelfSignedFiles(t)
 	c := mustParse(t, []string{"--tls-cert", certFile, "--tls-key", keyFile}, nil)
-	cfg, err := c.serverTLS()
+	ts, err := c.loadTLS()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Certificates) != 1 || cfg.MinVersion != tls.VersionTLS12 {
-		t.Errorf("config: %d certs, min version %x", len(cfg.Certificates), cfg.MinVersion)
+	// The pair is served through GetCertificate (so SIGHUP can swap it),
+	// which tls consults for every handshake only without Certificates.
+	cfg := ts.cfg
+	if cert, err := cfg.GetCertificate(&tls.ClientHelloInfo{}); len(cfg.Certificates) != 0 || err != nil || cert == nil ||
+		cfg.MinVersion != tls.VersionTLS12 || cfg.ClientAuth != tls.NoClientCert {
+		t.Errorf("config: %d certs, GetCertificate %v, %v, min version %x, client auth %v",
+			len(cfg.Certificates), cert, err, cfg.MinVersion, cfg.ClientAuth)
 	}
 	if c.endpoint().Transport != "tls" {
 		t.Errorf("endpoint %v", c.endpoint())
 	}
 	c = mustParse(t, []string{"--tls-cert", certFile, "--tls-key", filepath.Join(t.TempDir(), "missing.pem")}, nil)
-	if _, err := c.serverTLS(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+	if _, err := c.loadTLS(); err == nil || !strings.Contains(err.Error(), "--tls-key") {
 		t.Errorf("missing key: %v", err)
 	}
 	// The pair may come from the environment.
 	c = mustParse(t, nil, map[string]string{"DFLOCKD_TLS_CERT": certFile, "DFLOCKD_TLS_KEY": keyFile})
-	if _, err := c.serverTLS(); err != nil {
+	if _, err := c.loadTLS(); err != nil {
 		t.Error(err)
 	}
 	// One from the environment and one flag still counts as both.
@@ -529,10 +560,10 @@ func TestAuthTokenPrecedence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.token != tt.want {
-				t.Errorf("token = %q, want %q", c.token, tt.want)
+			if c.Serve.token != tt.want {
+				t.Errorf("token = %q, want %q", c.Serve.token, tt.want)
 			}
-			if auth := c.serverOptions(nil, nil).Auth; (auth != nil) != (tt.want != "") {
+			if auth := c.Serve.serverOptions(nil, nil).Auth; (auth != nil) != (tt.want != "") {
 				t.Errorf("Auth = %v with token %q", auth, tt.want)
 			}
 		})
@@ -619,7 +650,7 @@ func TestRunConfigErrors(t *testing.T) {
 // flagKindsForTest returns the real flag table of the command.
 func flagKindsForTest(t *testing.T) map[string]bool {
 	t.Helper()
-	k, err := kong.New(&CLI{env: newEnvResolver(env(nil))})
+	k, err := newKong(newCLI(env(nil)), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strconv"
@@ -71,6 +72,14 @@ func (r *envResolver) Resolve(_ *kong.Context, _ *kong.Path, f *kong.Flag) (any,
 			return nil, nil
 		}
 		value = n
+	case reflect.Slice:
+		// Lists (--listen, the Unix allow lists) never fall back to the
+		// default: a typo in an allow list must not admit everybody.
+		// Integer elements are checked here so the error names the
+		// variable; kong parses the list itself.
+		if err := checkIntList(raw, f.Target.Type().Elem()); err != nil {
+			return nil, fmt.Errorf("$%s: %w", name, err)
+		}
 	}
 	r.sources[f.Name] = name
 	return value, nil
@@ -119,6 +128,26 @@ func (r *envResolver) logWarnings(log *slog.Logger) {
 	for _, w := range r.warnings {
 		log.Warn(w.msg, w.args...)
 	}
+}
+
+// checkIntList checks that every comma-separated element of raw parses as
+// an integer of type elem; other element types pass.
+func checkIntList(raw string, elem reflect.Type) error {
+	for _, v := range strings.Split(raw, ",") {
+		var err error
+		switch elem.Kind() {
+		case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			_, err = strconv.ParseUint(v, 10, elem.Bits())
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+			_, err = strconv.ParseInt(v, 10, elem.Bits())
+		default:
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%q is not a valid %s", v, elem)
+		}
+	}
+	return nil
 }
 
 // parseEnvBool parses 1/yes/true and 0/no/false, case-insensitively.

@@ -1,8 +1,11 @@
 // Command dflockd runs the dflockd lock server.
 //
-// Every setting is a flag with an environment variable behind it; an
-// explicitly given flag beats the variable, which beats the built-in
-// default. Run `dflockd --help` for the list.
+// Serving is the default command: `dflockd --listen tls://:6389 ...` and
+// `dflockd serve ...` are the same. Every server setting is a flag with an
+// environment variable behind it; an explicitly given flag beats the
+// variable, which beats the built-in default. Run `dflockd --help` for the
+// list. `dflockd gen-cert --out DIR` writes a CA, a server certificate and a
+// client certificate for TLS, mutual TLS and QUIC.
 package main
 
 import (

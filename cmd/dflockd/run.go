@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,10 +20,10 @@ import (
 	"github.com/dflockd/dflockd/transport"
 )
 
-// run is the whole command: it parses args and the environment, serves
-// until ctx ends or SIGINT/SIGTERM arrives, shuts down gracefully and
-// returns the exit status (0 = clean exit, 1 = configuration error or
-// server failure).
+// run is the whole command: it parses args and the environment and runs
+// the selected command. The server serves until ctx ends or SIGINT/SIGTERM
+// arrives and then shuts down gracefully. It returns the exit status
+// (0 = clean exit, 1 = configuration error or failure).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	cli, err := parse(args, getenv, stdout, stderr)
 	if err != nil {
@@ -30,13 +32,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		return configError(stderr, err)
 	}
-	log := newLogger(stderr, cli.Debug)
-	cli.env.logWarnings(log)
-	tlsCfg, err := cli.serverTLS()
+	if cli.command == "gen-cert" {
+		if err := cli.GenCert.run(stdout); err != nil {
+			fmt.Fprintln(stderr, "gen-cert: "+err.Error())
+			return 1
+		}
+		return 0
+	}
+	c := &cli.Serve
+	log := newLogger(stderr, c.Debug)
+	c.env.logWarnings(log)
+	ts, err := c.loadTLS()
 	if err != nil {
 		return configError(stderr, err)
 	}
-	if err := serve(ctx, cli, tlsCfg, log); err != nil {
+	if err := serve(ctx, c, ts, log); err != nil {
 		log.Error("server failed", "err", err)
 		return 1
 	}
@@ -60,26 +70,51 @@ func newLogger(w io.Writer, debug bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// serve runs the engine and the server until ctx ends or a signal arrives,
-// then shuts down as in PROTOCOL.md §7.6: stop accepting and stop the
-// sweep/GC loops, drain connections for at most --shutdown-timeout, then
-// force-close the rest. It returns an error only if the server could not
-// start or failed on its own.
-func serve(ctx context.Context, c *CLI, tlsCfg *tls.Config, log *slog.Logger) error {
+// served is what one listener's ServeListener returned.
+type served struct {
+	ep  transport.Endpoint
+	err error
+}
+
+// serve runs the engine and one server on every endpoint until ctx ends or
+// a signal arrives, then shuts down as in PROTOCOL.md §7.6: stop accepting
+// on every listener and stop the sweep/GC loops, drain connections for at
+// most --shutdown-timeout, then force-close the rest. SIGHUP reloads the
+// TLS key pair. It returns an error only if the server could not start or
+// failed on its own.
+func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger) error {
 	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
-	ep := c.endpoint()
-	l, err := transport.Listen(sigCtx, ep, transport.Options{TLS: tlsCfg})
-	if err != nil {
-		return err
+	eps := c.endpoints()
+	c.logIgnored(eps, log)
+	var tlsCfg *tls.Config
+	if ts != nil {
+		tlsCfg = ts.cfg
+	}
+	topts := c.transportOptions(tlsCfg)
+	ls := make([]net.Listener, 0, len(eps))
+	for _, ep := range eps {
+		l, err := transport.Listen(sigCtx, ep, topts)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return err
+		}
+		ls = append(ls, l)
 	}
 
 	engine := core.New(c.engineOptions())
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	stopReload := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() {
 		stopEngine()
+		close(stopReload)
 		wg.Wait()
 	}()
 	wg.Go(func() {
@@ -87,21 +122,31 @@ func serve(ctx context.Context, c *CLI, tlsCfg *tls.Config, log *slog.Logger) er
 			log.Error("engine stopped", "err", err)
 		}
 	})
+	wg.Go(func() {
+		for {
+			select {
+			case <-hup:
+				reloadTLS(ts, log)
+			case <-stopReload:
+				return
+			}
+		}
+	})
 
 	srv := server.New(c.serverOptions(engine, log))
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	attrs := []any{
-		"version", buildVersion(),
-		"addr", l.Addr().String(),
-		"transport", ep.Transport,
-		"auth", c.token != "",
+	results := make(chan served, len(ls))
+	for i, l := range ls {
+		ep := eps[i]
+		lo := server.Listener{Transport: ep.Transport, Peer: c.peerAuth(ep)}
+		go func() { results <- served{ep, srv.ServeListener(l, lo)} }()
+		log.Info("dflockd listening", "transport", ep.Transport, "addr", l.Addr().String(), "client_auth", c.peerAuthName(ep))
 	}
+	attrs := []any{"version", buildVersion(), "listeners", len(ls), "auth", c.token != ""}
 	if c.token != "" {
 		attrs = append(attrs, "auth_source", c.tokenSource)
 	}
 	attrs = append(attrs, "auto_release_on_disconnect", c.AutoReleaseOnDisconnect)
-	log.Info("dflockd listening", attrs...)
+	log.Info("dflockd started", attrs...)
 	log.Debug("configuration",
 		"default_lease_ttl_s", c.DefaultLeaseTTL,
 		"lease_sweep_interval_s", c.LeaseSweepInterval,
@@ -114,17 +159,23 @@ func serve(ctx context.Context, c *CLI, tlsCfg *tls.Config, log *slog.Logger) er
 		"max_subscriptions", c.MaxSubscriptions,
 		"read_timeout_s", c.ReadTimeout,
 		"write_timeout_s", c.WriteTimeout,
-		"shutdown_timeout_s", c.ShutdownTimeout)
+		"shutdown_timeout_s", c.ShutdownTimeout,
+		"quic_idle_timeout_s", c.QUICIdleTimeout,
+		"quic_keepalive_s", c.QUICKeepAlive,
+		"unix_socket_mode", fmt.Sprintf("%#o", c.unixMode))
 
 	select {
-	case err := <-served:
-		// Serve gave up on its own (e.g. the listener failed).
+	case r := <-results:
+		// One listener gave up on its own (e.g. it failed): stop them all.
 		stopEngine()
 		_ = srv.Close()
-		if errors.Is(err, server.ErrServerClosed) {
+		for range len(ls) - 1 {
+			<-results
+		}
+		if errors.Is(r.err, server.ErrServerClosed) {
 			return nil
 		}
-		return fmt.Errorf("serve %s: %w", ep, err)
+		return fmt.Errorf("serve %s: %w", r.ep, r.err)
 	case <-sigCtx.Done():
 	}
 
@@ -141,9 +192,40 @@ func serve(ctx context.Context, c *CLI, tlsCfg *tls.Config, log *slog.Logger) er
 		log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
 		_ = srv.Close()
 	}
-	if err := <-served; err != nil && !errors.Is(err, server.ErrServerClosed) {
-		log.Error("serve ended with an error during shutdown", "err", err)
+	for range len(ls) {
+		if r := <-results; r.err != nil && !errors.Is(r.err, server.ErrServerClosed) {
+			log.Error("serve ended with an error during shutdown", "listen", r.ep.String(), "err", r.err)
+		}
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// logIgnored notes settings that have no effect with these endpoints.
+func (c *ServeCmd) logIgnored(eps []transport.Endpoint, log *slog.Logger) {
+	if len(c.Listen) > 0 && c.hostPortSet() {
+		log.Info("--host and --port are ignored because --listen is given", "host", c.Host, "port", c.Port)
+	}
+	if len(c.UnixAllowUID) > 0 || len(c.UnixAllowGID) > 0 {
+		if !slices.ContainsFunc(eps, func(ep transport.Endpoint) bool { return ep.Transport == "unix" }) {
+			log.Warn("--unix-allow-uid and --unix-allow-gid have no effect without a unix:// listener")
+		}
+	}
+	if c.TLSCert != "" && !slices.ContainsFunc(eps, needsTLS) {
+		log.Warn("--tls-cert is not used: no tls:// or quic:// listener")
+	}
+}
+
+// reloadTLS reloads the key pair (SIGHUP). A failure is logged and the
+// pair in use is kept.
+func reloadTLS(ts *tlsSetup, log *slog.Logger) {
+	if ts == nil {
+		log.Info("SIGHUP: no TLS certificate to reload")
+		return
+	}
+	if err := ts.certs.reload(); err != nil {
+		log.Error("tls reload failed; keeping the current certificate", "err", err)
+		return
+	}
+	log.Info("tls certificate reloaded", "cert", ts.certs.certFile, "not_after", ts.certs.notAfter())
 }

@@ -33,11 +33,10 @@ func (s *syncBuffer) String() string {
 
 var listenAddr = regexp.MustCompile(`addr=(\S+:\d+)`)
 
-// startRun runs the command with args in the background and returns the
-// address it listens on, a channel with its exit status, and the cancel
-// function that plays the part of SIGTERM. The command is stopped when the
-// test ends.
-func startRun(t *testing.T, args ...string) (addr string, done <-chan int, stop func(), stderr *syncBuffer) {
+// launch runs the command with args in the background and returns a
+// channel with its exit status, the cancel function that plays the part of
+// SIGTERM, and its log. The command is stopped when the test ends.
+func launch(t *testing.T, args ...string) (done <-chan int, stop func(), stderr *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout syncBuffer
@@ -56,21 +55,38 @@ func startRun(t *testing.T, args ...string) (addr string, done <-chan int, stop 
 			t.Error("run did not stop")
 		}
 	})
+	return exit, cancel, stderr
+}
+
+// waitFor polls the log of a launched command until match finds what it
+// wants, failing if the command exits first or 10 s pass.
+func waitFor(t *testing.T, done <-chan int, stderr *syncBuffer, what string, match func(log string) bool) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if m := listenAddr.FindStringSubmatch(stderr.String()); m != nil {
-			return m[1], exit, cancel, stderr
-		}
+	for !match(stderr.String()) {
 		select {
-		case code := <-exit:
+		case code := <-done:
 			t.Fatalf("run exited early with %d: %s", code, stderr.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server did not report its address: %s", stderr.String())
+			t.Fatalf("%s not reported: %s", what, stderr.String())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// startRun launches the command and returns the first host:port address
+// it reports listening on.
+func startRun(t *testing.T, args ...string) (addr string, done <-chan int, stop func(), stderr *syncBuffer) {
+	t.Helper()
+	done, stop, stderr = launch(t, args...)
+	var m []string
+	waitFor(t, done, stderr, "listening address", func(log string) bool {
+		m = listenAddr.FindStringSubmatch(log)
+		return m != nil
+	})
+	return m[1], done, stop, stderr
 }
 
 // TestRunServesAndShutsDown starts the whole command on a free port, uses

@@ -1,0 +1,215 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/testutil"
+	"github.com/dflockd/dflockd/server"
+	"github.com/dflockd/dflockd/transport"
+)
+
+// transports are the transports every end-to-end test runs over.
+var transports = []string{"tcp", "tls", "unix", "quic"}
+
+// TestMain fails the run if a goroutine of this package outlives the
+// tests: every renewal, reader and heartbeat goroutine must be owned and
+// stopped.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := waitNoClientGoroutines(3 * time.Second); leaked != "" {
+			os.Stderr.WriteString("leaked client goroutines:\n" + leaked + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// waitNoClientGoroutines polls until no goroutine runs code of this
+// package (other than tests) and returns the offending stacks on timeout.
+func waitNoClientGoroutines(limit time.Duration) string {
+	deadline := time.Now().Add(limit)
+	for {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var leaked []string
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "dflockd/client.(*") && !strings.Contains(g, "client.Test") &&
+				!strings.Contains(g, "testing.") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testServer is an in-process dflockd server on one loopback listener.
+type testServer struct {
+	Server    *server.Server
+	Engine    *core.Engine
+	Transport string
+	Addr      string      // endpoint URL to pass to Dial or Lock.Servers
+	TLS       *tls.Config // client TLS configuration (tls, quic)
+}
+
+// Opts returns client options that reach the server.
+func (ts *testServer) Opts() Options { return Options{TLS: ts.TLS} }
+
+// serverConfig tunes startServer.
+type serverConfig struct {
+	server server.Options
+	engine core.Options
+	noRun  bool // do not run the engine's expiry loop
+}
+
+// startServer runs a server (its own engine) on a loopback listener of the
+// named transport and stops it when the test ends. It skips the test when
+// the transport is not available in this build.
+func startServer(t testing.TB, name string, cfg serverConfig) *testServer {
+	t.Helper()
+	ts := &testServer{Transport: name}
+	ep := transport.Endpoint{Transport: name, Addr: "127.0.0.1:0"}
+	var topts transport.Options
+	switch name {
+	case "tls", "quic":
+		srvTLS, cliTLS := testutil.SelfSigned(t)
+		topts.TLS, ts.TLS = srvTLS, cliTLS
+	case "unix":
+		dir, err := os.MkdirTemp("", "dfl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		ep.Addr = filepath.Join(dir, "s.sock")
+	}
+	if _, err := transport.Lookup(name); err != nil {
+		t.Skipf("transport %s not available: %v", name, err)
+	}
+	l, err := transport.Listen(context.Background(), ep, topts)
+	if errors.Is(err, transport.ErrDisabled) {
+		t.Skipf("transport %s disabled in this build: %v", name, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name == "unix" {
+		ts.Addr = "unix://" + ep.Addr
+	} else {
+		ts.Addr = name + "://" + l.Addr().String()
+	}
+
+	ts.Engine = core.New(cfg.engine)
+	opts := cfg.server
+	opts.Engine = ts.Engine
+	ts.Server = server.New(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan struct{})
+	if cfg.noRun {
+		close(runDone)
+	} else {
+		go func() { defer close(runDone); _ = ts.Engine.Run(ctx) }()
+	}
+	served := make(chan error, 1)
+	go func() { served <- ts.Server.ServeListener(l, server.Listener{Transport: name}) }()
+	t.Cleanup(func() {
+		ts.Server.Close()
+		if err := <-served; !errors.Is(err, server.ErrServerClosed) {
+			t.Errorf("ServeListener: %v; want ErrServerClosed", err)
+		}
+		cancel()
+		<-runDone
+	})
+	return ts
+}
+
+// dial connects a Conn to ts and closes it when the test ends.
+func (ts *testServer) dial(t testing.TB) *Conn {
+	t.Helper()
+	c, err := Dial(ctxT(t), ts.Addr, ts.Opts())
+	if err != nil {
+		t.Fatalf("Dial %s: %v", ts.Addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// ctxT returns a context that ends with the test, bounded to 20s so that
+// a hung call fails instead of hanging the run.
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds or 5s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lockStat returns the stats entry of a lock key, if listed.
+func lockStat(t testing.TB, c *Conn, key string) (LockStat, bool) {
+	t.Helper()
+	st, err := c.Stats(ctxT(t))
+	if err != nil {
+		t.Fatalf("Stats: %v", err)
+	}
+	for _, l := range st.Locks {
+		if l.Key == key {
+			return l, true
+		}
+	}
+	return LockStat{}, false
+}
+
+// held reports whether key is a lock with a holder.
+func held(t testing.TB, c *Conn, key string) bool {
+	l, ok := lockStat(t, c, key)
+	return ok && l.OwnerConnID != 0
+}
+
+// whenQueued runs fn in a goroutine once key has at least n waiters on
+// c's server (or after 5s, letting the test fail on its own). It does not
+// use t, so it is safe off the test goroutine; the returned func waits for
+// the goroutine to end.
+func whenQueued(c *Conn, key string, n int, fn func()) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer fn()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for ctx.Err() == nil {
+			if st, err := c.Stats(ctx); err == nil {
+				for _, l := range st.Locks {
+					if l.Key == key && l.Waiters >= n {
+						return
+					}
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return func() { <-done }
+}
