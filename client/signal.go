@@ -148,8 +148,10 @@ func NewSignalConn(ctx context.Context, addr string, opts Options, sopts ...Sign
 // read is the reader goroutine: it routes signal frames to sigs and every
 // other line to replies until the stream ends, then closes sigs.
 func (s *SignalConn) read() {
-	defer close(s.readerDone)
+	// Deferred calls run last-in first-out: readerDone closes before sigs,
+	// so Err is already final when a receiver sees Signals closed.
 	defer close(s.sigs)
+	defer close(s.readerDone)
 	var resp protocol.Response
 	for {
 		line, err := s.c.dec.ReadLine(MaxResponseLine)

@@ -50,7 +50,11 @@ func (quicTransport) ValidateAddr(addr string) error { return validateHostPort(a
 // connection it accepted (they share that socket), which ends their
 // sessions.
 func (quicTransport) Listen(ctx context.Context, addr string, opts Options) (net.Listener, error) {
-	return listenQUIC(ctx, addr, opts)
+	l, err := listenQUIC(ctx, addr, opts)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return l, nil
 }
 
 // Dial implements Transport. It opens a new QUIC connection with one
@@ -137,31 +141,51 @@ type QUICSession struct {
 
 // DialQUIC dials addr (UDP "host:port") and completes the QUIC and TLS 1.3
 // handshake within ctx. opts.TLS as for Dial: nil means the system roots,
-// and an empty ServerName is taken from addr. The session owns its own UDP
-// socket.
+// and an empty ServerName is taken from addr. A host name that resolves to
+// several addresses is tried one address at a time, in the resolver's
+// order. The session owns its own UDP socket.
 func DialQUIC(ctx context.Context, addr string, opts Options) (*QUICSession, error) {
-	host, raddr, err := resolveUDP(ctx, addr)
+	host, raddrs, err := resolveUDP(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
 	}
+	tlsConf := quicClientTLSConfig(opts.TLS, host)
+	cfg := quicConfig(opts, false)
+	var firstErr error
+	for _, raddr := range raddrs {
+		qc, err := dialQUICAddr(ctx, raddr, tlsConf, cfg)
+		if err == nil {
+			qc.refs = 1 // the session's own reference
+			return &QUICSession{qc: qc}, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("dial quic %s: %w", addr, firstErr)
+}
+
+// dialQUICAddr dials one address from a fresh UDP socket of its family.
+func dialQUICAddr(ctx context.Context, raddr *net.UDPAddr, tlsConf *tls.Config, cfg *quic.Config) (*quicConn, error) {
 	network := "udp4"
 	if raddr.IP.To4() == nil {
 		network = "udp6"
 	}
 	udp, err := net.ListenUDP(network, nil)
 	if err != nil {
-		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
+		return nil, err
 	}
 	tr := &quic.Transport{Conn: udp}
 	closeTransport := func() error { return errors.Join(tr.Close(), udp.Close()) }
-	conn, err := tr.Dial(ctx, raddr, quicClientTLSConfig(opts.TLS, host), quicConfig(opts, false))
+	conn, err := tr.Dial(ctx, raddr, tlsConf, cfg)
 	if err != nil {
 		_ = closeTransport()
-		return nil, fmt.Errorf("dial quic %s: %w", addr, err)
+		return nil, err
 	}
-	qc := newQUICConn(conn, true, closeTransport)
-	qc.refs = 1 // the session's own reference
-	return &QUICSession{qc: qc}, nil
+	return newQUICConn(conn, true, closeTransport), nil
 }
 
 // OpenConn opens a new stream, i.e. a new dflockd session, on the
@@ -188,9 +212,9 @@ func (s *QUICSession) OpenConn(ctx context.Context) (net.Conn, error) {
 func (s *QUICSession) Close() error { return s.qc.shutdown() }
 
 // resolveUDP resolves "host:port" within ctx. It returns the host (for TLS
-// verification) and the first address found. An empty host means the
-// loopback address.
-func resolveUDP(ctx context.Context, addr string) (string, *net.UDPAddr, error) {
+// verification) and its addresses. An empty host means the IPv4 loopback
+// address.
+func resolveUDP(ctx context.Context, addr string) (string, []*net.UDPAddr, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", nil, err
@@ -199,23 +223,24 @@ func resolveUDP(ctx context.Context, addr string) (string, *net.UDPAddr, error) 
 	if err != nil {
 		return "", nil, err
 	}
-	var ip netip.Addr
-	switch {
-	case host == "":
-		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
-	default:
-		if ip, err = netip.ParseAddr(host); err != nil {
-			ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-			if err != nil {
-				return "", nil, err
-			}
-			if len(ips) == 0 {
-				return "", nil, fmt.Errorf("no addresses for %q", host)
-			}
-			ip = ips[0]
+	var ips []netip.Addr
+	if host == "" {
+		ips = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}
+	} else if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else {
+		if ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+			return "", nil, err
+		}
+		if len(ips) == 0 {
+			return "", nil, fmt.Errorf("no addresses for %q", host)
 		}
 	}
-	return host, net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(p))), nil
+	addrs := make([]*net.UDPAddr, len(ips))
+	for i, ip := range ips {
+		addrs[i] = net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip.Unmap(), uint16(p)))
+	}
+	return host, addrs, nil
 }
 
 // quicListener turns the streams of all accepted QUIC connections into one
@@ -308,7 +333,8 @@ func (l *quicListener) Close() error {
 
 func (l *quicListener) close() error {
 	l.stop(l.opError("accept", net.ErrClosed))
-	l.cancel()
+	// Take the connections before canceling ctx: a stream acceptor that
+	// sees ctx end forgets its connection, which must still be closed.
 	l.mu.Lock()
 	l.closed = true
 	conns := make([]*quic.Conn, 0, len(l.conns))
@@ -316,6 +342,7 @@ func (l *quicListener) close() error {
 		conns = append(conns, c)
 	}
 	l.mu.Unlock()
+	l.cancel()
 
 	err := l.ln.Close()
 	// Connections that finished their handshake but were never accepted

@@ -708,3 +708,31 @@ func TestQUICCloseLingerBounded(t *testing.T) {
 		t.Fatal("server did not see the end of the stream")
 	}
 }
+
+func TestQUICDialHostName(t *testing.T) {
+	checkGoroutines(t)
+	p := newQUICPair(t, transport.Options{})
+	serveAll(t, p.l, echo)
+	_, port, err := net.SplitHostPort(p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	// The name is resolved, and verified against the certificate's DNS SAN.
+	c, err := transport.Dial(ctx, transport.Endpoint{Transport: "quic", Addr: net.JoinHostPort("localhost", port)}, p.clientOpts)
+	if err != nil {
+		t.Fatalf("Dial localhost: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	if sn := c.(transport.TLSConner).ConnectionState().ServerName; sn != "localhost" {
+		t.Errorf("ServerName %q, want localhost", sn)
+	}
+}
