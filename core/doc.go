@@ -29,7 +29,10 @@
 //     CAS each way), the token (an atomic fence increment plus a
 //     per-P sync.Pool of crypto/rand bytes, encoded into a Token value),
 //     and an update of the caller's Owner set (not shared). No global
-//     lock and no allocation.
+//     lock and no allocation. An acquire reads the monotonic clock once;
+//     a release with nobody waiting reads none (last-activity times, used
+//     only by idle-key GC, come from a coarse engine clock refreshed by
+//     every exact reading and by Run).
 //   - Creating a key: one bucket-level Compute that reserves a slot in the
 //     global key counter (an atomic) and inserts, so MaxKeys is exact.
 //   - Contended keys (the slow path): waiters are queued under

@@ -16,6 +16,11 @@ import (
 type Engine struct {
 	opts     Options
 	realTime bool      // Options.Now was nil: read the monotonic clock directly
+	// coarse is a recent engine time (real clock only): refreshed by
+	// every exact reading at most once per coarseStep, and by Run at
+	// least once per sweep interval. Only idle-key bookkeeping uses it;
+	// leases always use exact time.
+	coarse atomic.Int64
 	epoch    time.Time // engine nanos are measured from here
 	ns       [2]*xsync.MapOf[string, *resource]
 	nkeys    atomic.Int64 // live resources in both namespaces
@@ -43,9 +48,28 @@ func New(opts Options) *Engine {
 // the monotonic clock when the clock provides one.
 func (e *Engine) now() int64 {
 	if e.realTime {
-		return int64(time.Since(e.epoch)) // one monotonic clock read
+		n := int64(time.Since(e.epoch)) // one monotonic clock read
+		if n-e.coarse.Load() >= coarseStep {
+			e.coarse.Store(n) // rare: at most once per coarseStep
+		}
+		return n
 	}
 	return int64(e.opts.Now().Sub(e.epoch))
+}
+
+// coarseStep is how stale the coarse clock may get between exact readings.
+const coarseStep = int64(time.Millisecond)
+
+// recent returns a recent engine time without reading the clock when the
+// real clock is in use: the coarse clock, behind by at most coarseStep
+// after any exact reading and by at most the sweep interval while Run is
+// idle. It is good enough for last-activity times (GC works in seconds)
+// and saves a clock read on the release path. A test clock is always read.
+func (e *Engine) recent() int64 {
+	if e.realTime {
+		return e.coarse.Load()
+	}
+	return e.now()
 }
 
 // at converts engine nanos back to a wall-clock time.

@@ -298,10 +298,12 @@ func (e *Engine) Release(o *Owner, k Kind, key, token string) error {
 		return ErrNotHolder
 	}
 	h := r.removeAt(i)
-	now := e.now()
-	r.lastActive = now
 	if r.queue.live > 0 {
+		now := e.now() // the next holder's lease starts now: exact time
+		r.lastActive = now
 		e.grant(r, now)
+	} else {
+		r.touch(e.recent())
 	}
 	r.mu.Unlock()
 	// A two-phase slot not yet observed by Wait (h.rec != nil) was never

@@ -590,3 +590,28 @@ func TestReleasingEnqueuedSlotKeepsOtherHeldSlots(t *testing.T) {
 		t.Fatalf("%d holders left after disconnect; the plain slot leaked", n)
 	}
 }
+
+func TestCoarseClockFollowsExactReadings(t *testing.T) {
+	e := New(Options{}) // real clock: the coarse clock is in use
+	n := e.now()
+	if r := e.recent(); r > n || r < n-coarseStep {
+		t.Fatalf("recent() = %d after now() = %d; want within %d before it", r, n, coarseStep)
+	}
+	// Release without waiters records activity from the coarse clock and
+	// never moves it backwards.
+	o := NewOwner(1)
+	l := mustAcquire(t, e, o, KindLock, "k", lockOpt(time.Minute))
+	r, _ := e.ns[KindLock].Load("k")
+	r.mu.Lock()
+	acquired := r.lastActive
+	r.mu.Unlock()
+	if err := e.Release(o, KindLock, "k", l.Token.String()); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	released := r.lastActive
+	r.mu.Unlock()
+	if released < acquired {
+		t.Fatalf("lastActive went back from %d to %d", acquired, released)
+	}
+}

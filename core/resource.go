@@ -192,5 +192,13 @@ func (r *resource) earliest() int64 {
 	return m
 }
 
+// touch records activity at t (engine nanos); it never moves lastActive
+// back, since t may come from the coarse clock.
+func (r *resource) touch(t int64) {
+	if t > r.lastActive {
+		r.lastActive = t
+	}
+}
+
 // idle reports whether the key has neither holders nor waiters.
 func (r *resource) idle() bool { return len(r.holders) == 0 && r.queue.live == 0 }
