@@ -15,18 +15,18 @@ import (
 // safe for concurrent use; an individual *Owner is not (see Owner).
 type Engine struct {
 	opts     Options
-	realTime bool      // Options.Now was nil: read the monotonic clock directly
+	realTime bool // Options.Now was nil: read the monotonic clock directly
 	// coarse is a recent engine time (real clock only): refreshed by
 	// every exact reading at most once per coarseStep, and by Run at
 	// least once per sweep interval. Only idle-key bookkeeping uses it;
 	// leases always use exact time.
 	coarse atomic.Int64
-	epoch    time.Time // engine nanos are measured from here
-	ns       [2]*xsync.MapOf[string, *resource]
-	nkeys    atomic.Int64 // live resources in both namespaces
-	fence    fence
-	exp      expiryHeap
-	subs     sublist // pub/sub subscriptions (sublist.go)
+	epoch  time.Time // engine nanos are measured from here
+	ns     [2]*xsync.MapOf[string, *resource]
+	nkeys  atomic.Int64 // live resources in both namespaces
+	fence  fence
+	exp    expiryHeap
+	subs   sublist // pub/sub subscriptions (sublist.go)
 }
 
 // New returns an Engine configured by opts.
