@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,28 +33,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// waitNoClientGoroutines polls until no goroutine runs code of this
-// package (other than tests) and returns the offending stacks on timeout.
+// waitNoClientGoroutines waits until no goroutine runs code of this
+// package (other than tests), and returns the offending stacks on timeout.
 func waitNoClientGoroutines(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "dflockd/client.(*") && !strings.Contains(g, "client.Test") &&
-				!strings.Contains(g, "testing.") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return testutil.WaitNoGoroutines(limit, func(g string) bool {
+		return strings.Contains(g, "dflockd/client.(*") && !strings.Contains(g, "client.Test") &&
+			!strings.Contains(g, "testing.")
+	})
 }
 
 // testServer is an in-process dflockd server on one loopback listener.

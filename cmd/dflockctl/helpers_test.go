@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,30 +33,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// waitNoLeaks polls until no goroutine runs code of this module (other
-// than the test runner) and returns the offending stacks on timeout.
+// waitNoLeaks waits until no goroutine (other than the one running
+// TestMain) runs code of this module, and returns the offending stacks on
+// timeout.
 func waitNoLeaks(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, ".TestMain(") {
-				continue // the goroutine running this check
-			}
-			if strings.Contains(g, "dflockd/dflockd/") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return testutil.WaitNoGoroutines(limit, func(g string) bool {
+		return strings.Contains(g, "dflockd/dflockd/") && !strings.Contains(g, ".TestMain(")
+	})
 }
 
 // testServer is an in-process dflockd on a loopback TCP port.

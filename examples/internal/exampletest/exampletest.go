@@ -10,7 +10,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -140,25 +139,10 @@ func Main(m *testing.M) int {
 	return 0
 }
 
-// waitNoLeaks polls until no goroutine other than the caller's runs code
+// waitNoLeaks waits until no goroutine other than the caller's runs code
 // of this module, and returns the offending stacks on timeout.
 func waitNoLeaks(limit time.Duration) string {
-	deadline := time.Now().Add(limit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "dflockd/dflockd/") && !strings.Contains(g, "exampletest.waitNoLeaks(") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return testutil.WaitNoGoroutines(limit, func(g string) bool {
+		return strings.Contains(g, "dflockd/dflockd/") && !strings.Contains(g, "exampletest.waitNoLeaks(")
+	})
 }
