@@ -710,16 +710,7 @@ func TestPubSub_Edge40_AllMembersFullEvictsOne(t *testing.T) {
 		mustExpect(t, s, "listen", "jobs", "w", "ok")
 	}
 	p := ts.dial(t)
-	zeroAt := -1
-	for i := 0; i < 2000 && zeroAt < 0; i++ {
-		switch line := p.Do("signal", "jobs", bigPayload(i)); line {
-		case "ok 1":
-		case "ok 0":
-			zeroAt = i
-		default:
-			t.Fatalf("signal %d = %q", i, line)
-		}
-	}
+	zeroAt := signalUntilZero(t, p, "jobs")
 	if zeroAt < 0 {
 		t.Fatal("2000 signals to two members that never read: no eviction")
 	}
@@ -731,6 +722,23 @@ func TestPubSub_Edge40_AllMembersFullEvictsOne(t *testing.T) {
 }
 
 // --- slow consumers (edges 39, 42) ------------------------------------------
+
+// signalUntilZero publishes large signals on channel, each expected to
+// reach one receiver, until one reaches none (a listener was evicted); it
+// returns that signal's index, or -1 after 2000 signals.
+func signalUntilZero(t *testing.T, p *testutil.LineClient, channel string) int {
+	t.Helper()
+	for i := 0; i < 2000; i++ {
+		switch line := p.Do("signal", channel, bigPayload(i)); line {
+		case "ok 1":
+		case "ok 0":
+			return i
+		default:
+			t.Fatalf("signal %d = %q", i, line)
+		}
+	}
+	return -1
+}
 
 // Edge 39: a listener that never reads, with a 4-frame push queue, is
 // disconnected once its queue overflows: the overflowing signal does not
@@ -748,16 +756,7 @@ func TestPubSub_Edge39_SlowConsumerEvicted(t *testing.T) {
 	if sc := slowConsumers(t, p); sc != 0 {
 		t.Fatalf("slow_consumers = %d before; want 0", sc)
 	}
-	evictedAt := -1
-	for i := 0; i < 2000 && evictedAt < 0; i++ {
-		switch line := p.Do("signal", "big", bigPayload(i)); line {
-		case "ok 1":
-		case "ok 0":
-			evictedAt = i
-		default:
-			t.Fatalf("signal %d = %q", i, line)
-		}
-	}
+	evictedAt := signalUntilZero(t, p, "big")
 	if evictedAt < 0 {
 		t.Fatal("2000 large signals to a listener that never reads: no eviction")
 	}
