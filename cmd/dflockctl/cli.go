@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/dflockd/dflockd/client"
+	"github.com/dflockd/dflockd/internal/tlsflags"
 	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/transport"
 )
@@ -364,27 +364,9 @@ func checkToken(raw, source string) (string, error) {
 // is set (tls:// and quic:// addresses then verify against the system
 // roots).
 func (c *CLI) tlsConfig() (*tls.Config, error) {
-	if !c.tlsWanted() {
-		return nil, nil
-	}
-	cfg := &tls.Config{ServerName: c.TLSServerName, MinVersion: tls.VersionTLS12}
-	if c.TLSCA != "" {
-		b, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, &usageError{fmt.Errorf("--tls-ca: %w", err)}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(b) {
-			return nil, usagef("--tls-ca: no PEM certificate in %s", c.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return nil, &usageError{fmt.Errorf("--tls-cert/--tls-key: %w", err)}
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := tlsflags.Client{CA: c.TLSCA, Cert: c.TLSCert, Key: c.TLSKey, ServerName: c.TLSServerName}.Config()
+	if err != nil {
+		return nil, &usageError{err}
 	}
 	return cfg, nil
 }
