@@ -1,0 +1,10 @@
+package chaos
+
+import (
+	"os"
+	"testing"
+
+	"github.com/dflockd/dflockd/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
