@@ -236,6 +236,17 @@ func (sess *session) readFailed(err error) (CloseReason, bool) {
 		return CloseReadTimeout, true
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		// The peer may have closed only its sending side: the answers to
+		// the requests it completed are still owed (they are held back
+		// while more input is buffered, here the start of a request the
+		// peer never finished, which gets no answer). If the lock is
+		// taken, the pusher is writing, and its write already carries
+		// every answer appended so far: do not queue behind it (it may
+		// be stuck on a peer that does not read until the session ends).
+		if sess.wmu.TryLock() {
+			sess.flushLocked()
+			sess.wmu.Unlock()
+		}
 		return CloseEOF, true
 	}
 	if errors.Is(err, net.ErrClosed) && sess.srv.shuttingDown() {
