@@ -97,7 +97,7 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 		}
 		return Lease{Key: r.key, Token: tok, TTL: opt.TTL, Expires: e.at(exp)}, rec, nil
 	}
-	if e.opts.MaxWaiters > 0 && r.queue.live >= e.opts.MaxWaiters {
+	if e.opts.MaxWaiters > 0 && int(r.queue.live) >= e.opts.MaxWaiters {
 		r.mu.Unlock()
 		return Lease{}, nil, ErrMaxWaiters
 	}

@@ -54,7 +54,7 @@ func waiters(e *Engine, k Kind, key string) int {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.queue.live
+	return int(r.queue.live)
 }
 
 func holders(e *Engine, k Kind, key string) int {
@@ -472,7 +472,7 @@ func TestQueueCompactsCancelledWaiters(t *testing.T) { // §11 #56
 	}
 	r, _ := e.ns[KindLock].Load("k")
 	r.mu.Lock()
-	n := len(r.queue.items) - r.queue.head
+	n := len(r.queue.items) - int(r.queue.head)
 	r.mu.Unlock()
 	if n > 100 {
 		t.Fatalf("queue keeps %d dead entries", n)

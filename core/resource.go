@@ -62,14 +62,14 @@ type holder struct {
 // bound.
 type waitQueue struct {
 	items []*waiter
-	head  int
-	live  int // waiters still in stateWaiting
+	head  int32
+	live  int32 // waiters still in stateWaiting
 }
 
 func (q *waitQueue) push(w *waiter) {
-	if q.head > 0 && q.head == len(q.items) {
+	if q.head > 0 && int(q.head) == len(q.items) {
 		q.items, q.head = q.items[:0], 0
-	} else if dead := len(q.items) - q.head - q.live; dead > 32 && dead > q.live {
+	} else if dead := len(q.items) - int(q.head) - int(q.live); dead > 32 && dead > int(q.live) {
 		q.compact()
 	}
 	q.items = append(q.items, w)
@@ -91,13 +91,13 @@ func (q *waitQueue) compact() {
 
 // pop removes and returns the first waiting waiter, or nil.
 func (q *waitQueue) pop() *waiter {
-	for q.head < len(q.items) {
+	for int(q.head) < len(q.items) {
 		w := q.items[q.head]
 		q.items[q.head] = nil
 		q.head++
 		if w.state.Load() == stateWaiting {
 			q.live--
-			if q.head == len(q.items) {
+			if int(q.head) == len(q.items) {
 				q.items, q.head = q.items[:0], 0
 			}
 			return w
@@ -107,26 +107,35 @@ func (q *waitQueue) pop() *waiter {
 	return nil
 }
 
-// resource is the state of one key in one namespace. Every field below mu
-// is guarded by mu.
+// resource is the state of one key in one namespace. key, kind and limit
+// never change; every other field is guarded by mu. Fields are ordered
+// so that the struct packs into 112 bytes: a server may hold millions.
 type resource struct {
-	key   string
-	kind  Kind
-	limit int
-
-	mu         sync.Mutex
-	dead       bool // removed from the map by GC; callers must look up again
+	key        string
 	holders    []holder
 	queue      waitQueue
 	lastActive int64 // engine nanos
 	deadline   int64 // expiry currently registered in the deadline heap, 0 = none
+	limit      int
+	mu         sync.Mutex
+	kind       Kind
+	dead       bool // removed from the map by GC; callers must look up again
+}
+
+// lockResource is a resource allocated together with room for its one
+// holder: one allocation (176 bytes) instead of two (128 + 64) per lock.
+type lockResource struct {
+	r   resource
+	one [1]holder
 }
 
 func newResource(key string, kind Kind, limit int, now int64) *resource {
-	c := limit
-	if c > 4 {
-		c = 4
+	if limit == 1 {
+		lr := &lockResource{r: resource{key: key, kind: kind, limit: limit, lastActive: now}}
+		lr.r.holders = lr.one[:0:1]
+		return &lr.r
 	}
+	c := min(limit, 4)
 	return &resource{key: key, kind: kind, limit: limit, holders: make([]holder, 0, c), lastActive: now}
 }
 

@@ -68,7 +68,7 @@ func (e *Engine) Stats() Stats {
 				return true
 			}
 			if r.limit == 1 {
-				ls := LockStat{Key: key, Waiters: r.queue.live}
+				ls := LockStat{Key: key, Waiters: int(r.queue.live)}
 				if len(r.holders) > 0 {
 					h := r.holders[0]
 					if h.owner != nil {
@@ -80,7 +80,7 @@ func (e *Engine) Stats() Stats {
 				return true
 			}
 			st.Semaphores = append(st.Semaphores, SemaphoreStat{
-				Key: key, Limit: r.limit, Holders: len(r.holders), Waiters: r.queue.live,
+				Key: key, Limit: r.limit, Holders: len(r.holders), Waiters: int(r.queue.live),
 			})
 			return true
 		})
