@@ -35,6 +35,9 @@ type cluster struct {
 func startCluster(t testing.TB, eo core.Options, so server.Options) *cluster {
 	t.Helper()
 	srvTLS, cliTLS := testutil.SelfSigned(t)
+	// Resume TLS sessions, as long-lived clients do: it keeps the cost of
+	// thousands of TLS and QUIC handshakes within the tests' time budget.
+	cliTLS.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	cl := &cluster{eps: make(map[string]transport.Endpoint), cliTLS: cliTLS}
 	cl.engine = core.New(eo)
 	so.Engine = cl.engine
