@@ -91,11 +91,11 @@ func churn(cl *cluster, n int) (map[string]int64, error) {
 		}
 	}
 	var (
-		next       atomic.Int64
-		reqs       = make([]atomic.Int64, len(mix))
-		wg         sync.WaitGroup
-		errMu      sync.Mutex
-		firstErr   error
+		next     atomic.Int64
+		reqs     = make([]atomic.Int64, len(mix))
+		wg       sync.WaitGroup
+		errMu    sync.Mutex
+		firstErr error
 	)
 	for range 16 {
 		wg.Add(1)
