@@ -155,6 +155,14 @@ func (c *RunCmd) config() (bench.Config, error) {
 		return cfg, &usageError{err}
 	}
 	cfg.Transport.TLS = tlsCfg
+	if c.Local || c.Matrix {
+		// In-process servers: their endpoints are known once started.
+		cfg.Servers = []transport.Endpoint{{Transport: c.localTransport(), Addr: "in-process"}}
+		if err := cfg.Validate(); err != nil {
+			return cfg, &usageError{err}
+		}
+		return cfg, nil
+	}
 	for _, s := range c.Servers {
 		s = strings.TrimSpace(s)
 		if s == "" {
