@@ -6,18 +6,18 @@ import (
 	"errors"
 	"math"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/dflockd/dflockd/internal/leakcheck"
 	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/transport"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 // local starts an in-process server for the test and stops it after.
 func local(t testing.TB, name string, kind Kind) *Local {

@@ -12,12 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/dflockd/dflockd/internal/leakcheck"
 	"github.com/dflockd/dflockd/bench"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 // runBench runs the command in-process and returns its exit status and
 // output.
