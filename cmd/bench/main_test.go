@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dflockd/dflockd/internal/leakcheck"
 	"github.com/dflockd/dflockd/bench"
+	"github.com/dflockd/dflockd/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
