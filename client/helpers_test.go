@@ -6,11 +6,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/leakcheck"
 	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
@@ -19,28 +19,10 @@ import (
 // transports are the transports every end-to-end test runs over.
 var transports = []string{"tcp", "tls", "unix", "quic"}
 
-// TestMain fails the run if a goroutine of this package outlives the
-// tests: every renewal, reader and heartbeat goroutine must be owned and
-// stopped.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoClientGoroutines(3 * time.Second); leaked != "" {
-			os.Stderr.WriteString("leaked client goroutines:\n" + leaked + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// waitNoClientGoroutines waits until no goroutine runs code of this
-// package (other than tests), and returns the offending stacks on timeout.
-func waitNoClientGoroutines(limit time.Duration) string {
-	return testutil.WaitNoGoroutines(limit, func(g string) bool {
-		return strings.Contains(g, "dflockd/client.(*") && !strings.Contains(g, "client.Test") &&
-			!strings.Contains(g, "testing.")
-	})
-}
+// TestMain fails the run if a goroutine outlives the tests: every
+// renewal, reader and heartbeat goroutine must be owned and stopped
+// (go.uber.org/goleak, retried patiently by leakcheck).
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 // testServer is an in-process dflockd server on one loopback listener.
 type testServer struct {

@@ -16,31 +16,15 @@ import (
 
 	"github.com/dflockd/dflockd/client"
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/leakcheck"
 	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
 )
 
 // TestMain fails the run if a goroutine of dflockctl, the client, the
-// server or the engine outlives the tests.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoLeaks(3 * time.Second); leaked != "" {
-			os.Stderr.WriteString("leaked goroutines:\n" + leaked + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// waitNoLeaks waits until no goroutine (other than the one running
-// TestMain) runs code of this module, and returns the offending stacks on
-// timeout.
-func waitNoLeaks(limit time.Duration) string {
-	return testutil.WaitNoGoroutines(limit, func(g string) bool {
-		return strings.Contains(g, "dflockd/dflockd/") && !strings.Contains(g, ".TestMain(")
-	})
-}
+// server or the engine (or anything else) outlives the tests
+// (go.uber.org/goleak, retried patiently by leakcheck).
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 // testServer is an in-process dflockd on a loopback TCP port.
 type testServer struct {

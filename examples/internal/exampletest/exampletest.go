@@ -10,12 +10,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/leakcheck"
 	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
@@ -124,25 +124,8 @@ func Context(t testing.TB) context.Context {
 	return ctx
 }
 
-// Main runs the tests and then fails the run if a goroutine of this
-// module is still running (a leaked renewal, reader or session). Call it
-// from TestMain and pass its result to os.Exit.
-func Main(m *testing.M) int {
-	code := m.Run()
-	if code != 0 {
-		return code
-	}
-	if leaked := waitNoLeaks(3 * time.Second); leaked != "" {
-		os.Stderr.WriteString("leaked goroutines:\n" + leaked + "\n")
-		return 1
-	}
-	return 0
-}
-
-// waitNoLeaks waits until no goroutine other than the caller's runs code
-// of this module, and returns the offending stacks on timeout.
-func waitNoLeaks(limit time.Duration) string {
-	return testutil.WaitNoGoroutines(limit, func(g string) bool {
-		return strings.Contains(g, "dflockd/dflockd/") && !strings.Contains(g, "exampletest.waitNoLeaks(")
-	})
-}
+// Main runs the tests and then fails the run if a goroutine is still
+// running (a leaked renewal, reader or session), as go.uber.org/goleak
+// sees it, retried patiently by leakcheck. Call it from TestMain and pass
+// its result to os.Exit.
+func Main(m *testing.M) int { return leakcheck.Main(m) }
