@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -54,6 +55,7 @@ type RunCmd struct {
 	MatrixWorkers    []int    `name:"matrix-workers" sep:"," placeholder:"N,..." help:"Worker counts of --matrix (default 1,10,50,100)."`
 	Report           string   `name:"report" placeholder:"FILE" help:"Also write the Markdown report (tables) to FILE."`
 	JSON             bool     `name:"json" help:"Print results as JSON."`
+	CPUProfile       string   `name:"cpuprofile" placeholder:"FILE" help:"Write a CPU profile of this process (with --local or --matrix it includes the in-process server) to FILE."`
 	Progress         string   `name:"progress" enum:"auto,on,off" default:"auto" help:"Progress bar on stderr for runs over two seconds: auto (only when stderr is a terminal), on, off."`
 }
 
@@ -235,6 +237,13 @@ func (c *RunCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.CPUProfile != "" {
+		stop, err := startCPUProfile(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	bar := newProgress(c.Progress, stderr)
 	cfg.Progress = bar.update
 	defer bar.finish()
@@ -344,4 +353,17 @@ func (c *RunCmd) writeReport(text string) error {
 		return fmt.Errorf("--report: %w", err)
 	}
 	return nil
+}
+
+// startCPUProfile starts writing a CPU profile to path; stop ends it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
