@@ -21,7 +21,7 @@ import (
 )
 
 var chaosLong = flag.Bool("chaos.long", false,
-	"run the chaos test for a minute with 400 clients (or set DFLOCKD_CHAOS_LONG=1)")
+	"run the chaos test for a minute with 400 clients (or set DFLOCKD_CHAOS_LONG=1, or to a duration such as 5m)")
 
 // chaosPlan is the size of a chaos run.
 type chaosPlan struct {
@@ -30,8 +30,12 @@ type chaosPlan struct {
 }
 
 func plan() chaosPlan {
+	env := os.Getenv("DFLOCKD_CHAOS_LONG")
 	switch {
-	case *chaosLong || os.Getenv("DFLOCKD_CHAOS_LONG") != "":
+	case *chaosLong || env != "":
+		if d, err := time.ParseDuration(env); err == nil && d > 0 {
+			return chaosPlan{clients: 400, duration: d}
+		}
 		return chaosPlan{clients: 400, duration: time.Minute}
 	case testing.Short():
 		return chaosPlan{clients: 64, duration: 2 * time.Second}
