@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
 )
 
@@ -281,7 +282,7 @@ func handoffSpec() opSpec {
 			if n := w.shared.holders.Add(1); n != 1 {
 				return fmt.Errorf("%w: %d holders at once", errOrder, n)
 			}
-			f, ok := fence(s.token)
+			f, ok := core.FenceFromToken(string(s.token))
 			if !ok {
 				return fmt.Errorf("%w: token %q has no fencing number", errUnexpected, s.token)
 			}
@@ -292,26 +293,4 @@ func handoffSpec() opSpec {
 			return nil
 		},
 	}
-}
-
-// fence reads the fencing number from the first 16 hex digits of a
-// dflockd token.
-func fence(tok []byte) (uint64, bool) {
-	if len(tok) < 16 {
-		return 0, false
-	}
-	var f uint64
-	for _, c := range tok[:16] {
-		var v byte
-		switch {
-		case c >= '0' && c <= '9':
-			v = c - '0'
-		case c >= 'a' && c <= 'f':
-			v = c - 'a' + 10
-		default:
-			return 0, false
-		}
-		f = f<<4 | uint64(v)
-	}
-	return f, true
 }

@@ -3,17 +3,14 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/leakcheck"
-	"github.com/dflockd/dflockd/internal/testutil"
+	"github.com/dflockd/dflockd/internal/testserver"
 	"github.com/dflockd/dflockd/server"
-	"github.com/dflockd/dflockd/transport"
 )
 
 // transports are the transports every end-to-end test runs over.
@@ -48,59 +45,8 @@ type serverConfig struct {
 // the transport is not available in this build.
 func startServer(t testing.TB, name string, cfg serverConfig) *testServer {
 	t.Helper()
-	ts := &testServer{Transport: name}
-	ep := transport.Endpoint{Transport: name, Addr: "127.0.0.1:0"}
-	var topts transport.Options
-	switch name {
-	case "tls", "quic":
-		srvTLS, cliTLS := testutil.SelfSigned(t)
-		topts.TLS, ts.TLS = srvTLS, cliTLS
-	case "unix":
-		dir, err := os.MkdirTemp("", "dfl")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		ep.Addr = filepath.Join(dir, "s.sock")
-	}
-	if _, err := transport.Lookup(name); err != nil {
-		t.Skipf("transport %s not available: %v", name, err)
-	}
-	l, err := transport.Listen(context.Background(), ep, topts)
-	if errors.Is(err, transport.ErrDisabled) {
-		t.Skipf("transport %s disabled in this build: %v", name, err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if name == "unix" {
-		ts.Addr = "unix://" + ep.Addr
-	} else {
-		ts.Addr = name + "://" + l.Addr().String()
-	}
-
-	ts.Engine = core.New(cfg.engine)
-	opts := cfg.server
-	opts.Engine = ts.Engine
-	ts.Server = server.New(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan struct{})
-	if cfg.noRun {
-		close(runDone)
-	} else {
-		go func() { defer close(runDone); _ = ts.Engine.Run(ctx) }()
-	}
-	served := make(chan error, 1)
-	go func() { served <- ts.Server.ServeListener(l, server.Listener{Transport: name}) }()
-	t.Cleanup(func() {
-		ts.Server.Close()
-		if err := <-served; !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("ServeListener: %v; want ErrServerClosed", err)
-		}
-		cancel()
-		<-runDone
-	})
-	return ts
+	ts := testserver.Start(t, name, testserver.Config{Server: cfg.server, Engine: cfg.engine, NoRun: cfg.noRun})
+	return &testServer{Server: ts.Server, Engine: ts.Engine, Transport: name, Addr: ts.Addr, TLS: ts.TLS}
 }
 
 // dial connects a Conn to ts and closes it when the test ends.
