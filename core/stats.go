@@ -50,7 +50,6 @@ func (e *Engine) Stats() Stats {
 		IdleLocks:      []IdleStat{},
 		IdleSemaphores: []IdleStat{},
 	}
-	now := e.now()
 	for _, m := range e.ns {
 		m.Range(func(key string, r *resource) bool {
 			r.mu.Lock()
@@ -58,6 +57,10 @@ func (e *Engine) Stats() Stats {
 			if r.dead {
 				return true
 			}
+			// The clock is read under the key's lock: a lease granted
+			// after a clock reading taken before the walk would otherwise
+			// look longer than it is.
+			now := e.now()
 			if r.idle() {
 				is := IdleStat{Key: key, IdleS: seconds(now - r.lastActive)}
 				if r.limit == 1 {
