@@ -46,7 +46,7 @@ func TestLinearizable(t *testing.T) {
 	base := runSeed()
 	rounds, cfg, check := 1, runConfig{clients: 8, duration: 800 * time.Millisecond}, 10*time.Second
 	if longMode() {
-		rounds, cfg, check = 10, runConfig{clients: 12, duration: 2 * time.Second}, 2*time.Minute
+		rounds, cfg, check = 12, runConfig{clients: 10, duration: 1500 * time.Millisecond}, 2*time.Minute
 	}
 	if d := os.Getenv("LINCHECK_DEBUG_MS"); d != "" {
 		ms, _ := strconv.Atoi(d)
