@@ -236,6 +236,10 @@ func (h *harness) check(timeout time.Duration) {
 	}
 	if res == porcupine.Illegal {
 		explain(h.t, ops)
+		dump := filepath.Join(os.TempDir(), fmt.Sprintf("lincheck-%d.json", h.seed))
+		if b, err := json.Marshal(ops); err == nil && os.WriteFile(dump, b, 0o644) == nil {
+			h.t.Logf("history written to %s", dump)
+		}
 	}
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("lincheck-%d.html", h.seed))
 	if err := porcupine.VisualizePath(Model(), info, path); err != nil {
@@ -344,6 +348,7 @@ func (c *client) ended(pending *porcupine.Operation) {
 		pending.Return = gone
 		pending.Output = Output{Status: StatusLost}
 		c.h.record(c.id, pending.Input.(Input), Output{Status: StatusLost}, pending.Call, pending.Return)
+		c.recordEntry(pending, StatusLost)
 		c.h.st.lost.Add(1)
 	}
 	c.h.record(c.id, Input{Op: OpDisconnect, Conn: connID}, Output{Status: "ok"}, cutAt, gone)
@@ -413,7 +418,18 @@ func (c *client) do(in Input, cmd, arg string) (Output, bool) {
 		return Output{}, false
 	}
 	c.h.record(c.id, op.Input.(Input), out, op.Call, op.Return)
+	c.recordEntry(op, "ok")
 	return out, true
+}
+
+// recordEntry adds the OpEvict of a blocking acquire (see OpEvict) over
+// the acquire's interval.
+func (c *client) recordEntry(op *porcupine.Operation, status string) {
+	in := op.Input.(Input)
+	if in.Op != OpAcquire || in.Timeout == 0 {
+		return
+	}
+	c.h.record(c.id, Input{Op: OpEvict, Key: in.Key, Limit: in.Limit, Conn: in.Conn}, Output{Status: status}, op.Call, op.Return)
 }
 
 // Request builders. TTLs are whole seconds on the wire; omitted means
@@ -556,6 +572,7 @@ func (c *client) vanish(k keySpec) {
 	answered := err == nil
 	if answered {
 		c.h.record(c.id, op.Input.(Input), out, op.Call, op.Return)
+		c.recordEntry(op, "ok")
 	}
 	if !c.cutBy(func(_ faultproxy.ConnInfo, conn net.Conn) { conn.Close() }) && answered {
 		// The injector cut it first; the next request notices.

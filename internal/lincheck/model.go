@@ -72,9 +72,16 @@ const (
 	// OpDisconnect is the end of connection Input.Conn as observed by the
 	// server: its queued records are dropped and its slots released.
 	OpDisconnect
+	// OpEvict is the eviction of expired holders that a blocking acquire
+	// (l/sl with a timeout) performs when it arrives. It is recorded as
+	// its own operation over the acquire's interval, because a queued
+	// waiter is granted later, by whoever frees a slot, without a second
+	// eviction: folding both into one point would evict leases that
+	// expired in between.
+	OpEvict
 )
 
-var opNames = [...]string{"acquire", "release", "renew", "enqueue", "wait", "advance", "sweep", "expiredue", "disconnect"}
+var opNames = [...]string{"acquire", "release", "renew", "enqueue", "wait", "advance", "sweep", "expiredue", "disconnect", "evict"}
 
 // String returns the operation's name.
 func (k OpKind) String() string {
@@ -291,6 +298,11 @@ func Step(s State, in Input, out Output) []State {
 	if in.Limit > 0 && s.Limit == 0 {
 		s.Limit = in.Limit
 	}
+	if out.Status == StatusLost && in.Op == OpEvict {
+		e := s.clone()
+		e.evict()
+		return []State{s, e}
+	}
 	if out.Status == StatusLost {
 		next := []State{s} // the request may never have been executed
 		for _, o := range lostOutcomes(in.Op) {
@@ -323,8 +335,14 @@ func step(s State, in Input, out Output) []State {
 		s.grant()
 		return []State{s}
 
-	case OpAcquire:
+	case OpEvict:
 		s.evict()
+		return []State{s}
+
+	case OpAcquire:
+		if in.Timeout == 0 {
+			s.evict() // else the separate OpEvict did it
+		}
 		switch out.Status {
 		case "ok":
 			if !s.free() || !ttlOK(out, in.TTL) || !s.newGrant(out.Token) {
@@ -486,10 +504,7 @@ func (s State) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "t=%v", s.Now)
 	for _, h := range s.Holders {
-		tok := h.Token
-		if len(tok) > 8 {
-			tok = tok[:8] + "…"
-		}
+		tok := shortToken(h.Token)
 		if tok == "" {
 			tok = "?"
 		}
@@ -512,16 +527,15 @@ func Describe(in Input, out Output) string {
 		return fmt.Sprintf("advance %v", in.D)
 	case OpSweep, OpExpireDue:
 		return in.Op.String()
+	case OpEvict:
+		return fmt.Sprintf("c%d evict(entry of a blocking acquire) %s -> %s", in.Conn, in.Key, out.Status)
 	case OpDisconnect:
 		return fmt.Sprintf("disconnect c%d", in.Conn)
 	}
-	tok := out.Token
-	if len(tok) > 8 {
-		tok = tok[:8] + "…"
-	}
+	tok := shortToken(out.Token)
 	arg := ""
 	if in.Token != "" {
-		arg = " " + in.Token[:min(8, len(in.Token))] + "…"
+		arg = " " + shortToken(in.Token)
 	}
 	return fmt.Sprintf("c%d %s %s%s t=%d ttl=%v -> %s %s", in.Conn, in.Op, in.Key, arg, in.Timeout, in.TTL, out.Status, tok)
 }
@@ -587,4 +601,13 @@ func Model() porcupine.Model {
 		DescribeState: func(s interface{}) string { return s.(State).String() },
 	}
 	return nm.ToModel()
+}
+
+// shortToken abbreviates a token to the low digits of its fence, which
+// tell grants apart (the high digits are shared by a whole run).
+func shortToken(tok string) string {
+	if f, ok := core.FenceFromToken(tok); ok {
+		return fmt.Sprintf("#%d", f%1000000)
+	}
+	return tok
 }
