@@ -42,6 +42,14 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
+// signalRounds keeps a signal test's frames (3 workers × (2 warm-up +
+// 18 rounds) = 60) within the server's default push queue of 64 per
+// listener: publishers are answered once a frame is queued, not
+// delivered, so on a slow machine a listener may fall behind by the whole
+// run, and more frames than the queue holds could get it evicted as a
+// slow consumer (which the bench rightly reports as an error).
+const signalRounds = 18
+
 func smallConfig(l *Local, mode Mode) Config {
 	return Config{
 		Mode: mode, Workers: 3, Rounds: 20, Warmup: 2,
@@ -78,6 +86,9 @@ func TestRunEveryModeOverEveryTransport(t *testing.T) {
 				t.Run(string(mode), func(t *testing.T) {
 					cfg := smallConfig(srv, mode)
 					cfg.Listeners = 2
+					if mode == ModeSignal {
+						cfg.Rounds = signalRounds
+					}
 					r, err := Run(ctxT(t), cfg)
 					if err != nil {
 						t.Fatal(err)
@@ -105,6 +116,9 @@ func TestPipelineAndConnections(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			cfg := smallConfig(srv, mode)
 			cfg.Pipeline, cfg.Connections, cfg.Rounds = 8, 3, 50
+			if mode == ModeSignal {
+				cfg.Rounds = signalRounds
+			}
 			r, err := Run(ctxT(t), cfg)
 			if err != nil {
 				t.Fatal(err)
