@@ -62,7 +62,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 func runWorkers(ctx context.Context, cfg Config, spec opSpec, onStart func()) (*Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	shared := &sharedState{}
+	shared := &sharedState{dialing: make(chan struct{}, maxDialing)}
 	workers := make([]*worker, cfg.Workers)
 	for i := range workers {
 		workers[i] = newWorker(i, &cfg, spec, shared)

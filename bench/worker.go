@@ -29,8 +29,17 @@ type opSpec struct {
 	recv  func(w *worker, s *slot, line []byte) error
 }
 
-// sharedState is what the workers of one run share: the hand-off checks.
+// maxDialing bounds the connections a run opens at once. A burst of
+// simultaneous handshakes measures nothing useful and can overflow a
+// server's accept queue: quic-go refuses new connections (CONNECTION_REFUSED)
+// once 32 finished handshakes wait to be accepted, which 100 workers
+// dialing together on two cores reach.
+const maxDialing = 8
+
+// sharedState is what the workers of one run share: the dial limit and
+// the hand-off checks.
 type sharedState struct {
+	dialing   chan struct{} // one token per dial in progress
 	holders   atomic.Int64  // current holders of the hand-off key
 	lastFence atomic.Uint64 // fence of the latest hand-off grant
 }
@@ -97,7 +106,13 @@ func trimSpace(s string) string {
 func (w *worker) run(ctx context.Context, warmup int, ready func(), start <-chan struct{}) error {
 	for range w.cfg.Connections {
 		ep := w.cfg.Servers[w.id%len(w.cfg.Servers)]
+		select {
+		case w.shared.dialing <- struct{}{}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
 		c, err := dial(ctx, ep, w.cfg.Transport, w.cfg.AuthToken)
+		<-w.shared.dialing
 		if err != nil {
 			return err
 		}
