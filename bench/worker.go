@@ -53,7 +53,7 @@ type worker struct {
 	conns    []*conn
 	next     int // rotation over conns
 	slots    []slot
-	queue    []int // slots with a request in flight, oldest first
+	queue    ring // slots with a request in flight, oldest first
 	rec      *recorder
 	progress *atomic.Int64
 	measured bool
@@ -76,7 +76,7 @@ func newWorker(id int, cfg *Config, spec opSpec, shared *sharedState) *worker {
 		}
 		w.slots[i] = slot{key: key, token: make([]byte, 0, 64)}
 	}
-	w.queue = make([]int, 0, cfg.Pipeline)
+	w.queue = ring{items: make([]int, cfg.Pipeline)}
 	timeout := wholeSeconds(cfg.Timeout)
 	lease := ""
 	if cfg.Lease > 0 {
@@ -155,8 +155,7 @@ func (w *worker) phase(ctx context.Context, n int) error {
 		started++
 	}
 	for done < n {
-		head := w.queue[0]
-		w.queue = w.queue[1:]
+		head := w.queue.pop()
 		s := &w.slots[head]
 		if !s.c.buffered() {
 			if err := w.flush(); err != nil {
@@ -173,7 +172,7 @@ func (w *worker) phase(ctx context.Context, n int) error {
 		s.step++
 		if s.step < w.spec.steps {
 			w.spec.send(w, s)
-			w.queue = append(w.queue, head)
+			w.queue.push(head)
 			continue
 		}
 		if w.measured {
@@ -197,7 +196,7 @@ func (w *worker) begin(i int) {
 	s.step = 0
 	s.start = time.Now()
 	w.spec.send(w, s)
-	w.queue = append(w.queue, i)
+	w.queue.push(i)
 }
 
 // flush sends every connection's buffered requests.
@@ -308,4 +307,23 @@ func handoffSpec() opSpec {
 			return nil
 		},
 	}
+}
+
+// ring is a FIFO of slot indexes of fixed capacity (a worker never has
+// more than its Pipeline slots in flight), so the loop allocates nothing.
+type ring struct {
+	items      []int
+	head, size int
+}
+
+func (r *ring) push(v int) {
+	r.items[(r.head+r.size)%len(r.items)] = v
+	r.size++
+}
+
+func (r *ring) pop() int {
+	v := r.items[r.head]
+	r.head = (r.head + 1) % len(r.items)
+	r.size--
+	return v
 }
