@@ -368,3 +368,17 @@ func TestWriteTextFollowsSection10(t *testing.T) {
 		t.Fatalf("table:\n%s", b.String())
 	}
 }
+
+// TestSignalFlowControl publishes far more frames than the server's push
+// queue holds, pipelined: the publishers' window must keep every listener
+// connected and every frame delivered.
+func TestSignalFlowControl(t *testing.T) {
+	srv := local(t, "tcp", KindDflockd)
+	cfg := smallConfig(srv, ModeSignal)
+	cfg.Workers, cfg.Rounds, cfg.Pipeline, cfg.Listeners = 4, 500, 8, 3
+	r, err := Run(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, r, int64(cfg.Workers*cfg.Rounds*cfg.Listeners))
+}

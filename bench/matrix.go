@@ -102,6 +102,9 @@ func runCells(ctx context.Context, mc MatrixConfig, name string, srv, echo *Loca
 			cfg := mc.Base
 			cfg.Mode = mode
 			cfg.Workers = workers
+			// Keys of their own per cell: a semaphore's limit defaults to
+			// the worker count and must match on every use of a key.
+			cfg.Key = fmt.Sprintf("%s_%s%d", cfg.withDefaults().Key, mode, workers)
 			cfg.Servers = []transport.Endpoint{srv.Endpoint}
 			cfg.Transport = srv.Client
 			row := MatrixRow{Transport: name, Mode: mode, Workers: workers}

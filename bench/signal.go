@@ -25,6 +25,51 @@ type signalState struct {
 	delivered atomic.Int64 // measured frames received
 	lastFrame atomic.Int64 // monotonic offset (ns since t0) of the latest measured frame
 	base      time.Time
+
+	// Flow control: publishers stay at most signalWindow publishes ahead
+	// of the slowest listener.
+	sent     atomic.Int64   // publishes written, warm-up included
+	received []atomic.Int64 // frames read per listener, warm-up included
+	failed   atomic.Bool    // a listener is gone: stop waiting for it
+	waiting  atomic.Int32   // publishers blocked in await
+	wake     chan struct{}  // a listener read a frame while someone waited
+}
+
+// signalWindow is how far publishers may run ahead of the slowest
+// listener, in publishes. The server answers a publish once the frame is
+// queued for each listener, not once it is delivered, so without a window
+// publishers on a busy machine outrun the listeners until the server's
+// per-listener queue (--signal-queue, 64 frames by default) overflows and
+// it drops them as slow consumers. The window keeps the run measuring
+// sustained delivery.
+const signalWindow = 32
+
+// minReceived returns the frame count of the slowest listener.
+func (st *signalState) minReceived() int64 {
+	m := int64(-1)
+	for i := range st.received {
+		if v := st.received[i].Load(); m < 0 || v < m {
+			m = v
+		}
+	}
+	return m
+}
+
+// await blocks a publisher until it may send one more publish, flushing
+// its own buffered requests first so that they can be delivered.
+func (st *signalState) await(w *worker) {
+	if st.sent.Load()-st.minReceived() >= signalWindow {
+		_ = w.flush() // a write error shows up on the next read
+		st.waiting.Add(1)
+		for st.sent.Load()-st.minReceived() >= signalWindow && !st.failed.Load() {
+			select {
+			case <-st.wake:
+			case <-time.After(time.Millisecond):
+			}
+		}
+		st.waiting.Add(-1)
+	}
+	st.sent.Add(1)
 }
 
 // signalSpec publishes "signal <key> <wall-clock ns>" and counts the
@@ -34,6 +79,7 @@ func signalSpec(st *signalState) opSpec {
 	return opSpec{
 		steps: 1,
 		send: func(w *worker, s *slot) {
+			st.await(w)
 			s.c.request(protocol.CmdSignal, s.key, string(strconv.AppendInt(buf[:0], time.Now().UnixNano(), 10)))
 		},
 		recv: func(w *worker, s *slot, line []byte) error {
@@ -66,7 +112,7 @@ type listener struct {
 func runSignal(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	st := &signalState{}
+	st := &signalState{received: make([]atomic.Int64, cfg.Listeners), wake: make(chan struct{}, 1)}
 
 	listeners := make([]*listener, cfg.Listeners)
 	defer func() {
@@ -98,11 +144,14 @@ func runSignal(ctx context.Context, cfg Config) (*Result, error) {
 
 	var lwg sync.WaitGroup
 	stopListening := make(chan struct{})
-	for _, l := range listeners {
+	for i, l := range listeners {
 		lwg.Add(1)
 		go func() {
 			defer lwg.Done()
-			l.err = l.read(st, stopListening)
+			l.err = l.read(st, &st.received[i], stopListening)
+			if l.err != nil {
+				st.failed.Store(true)
+			}
 		}()
 	}
 
@@ -161,7 +210,7 @@ var errEvicted = errors.New("listener connection closed by the server (slow cons
 
 // read consumes push frames until stop is closed, recording the latency
 // of every frame published in the timed part.
-func (l *listener) read(st *signalState, stop <-chan struct{}) error {
+func (l *listener) read(st *signalState, received *atomic.Int64, stop <-chan struct{}) error {
 	for {
 		line, err := l.c.line()
 		if err != nil {
@@ -175,6 +224,13 @@ func (l *listener) read(st *signalState, stop <-chan struct{}) error {
 		rest, ok := bytes.CutPrefix(line, []byte("sig "))
 		if !ok {
 			return fmt.Errorf("%w: %q (want a sig frame)", errUnexpected, line)
+		}
+		received.Add(1)
+		if st.waiting.Load() > 0 {
+			select {
+			case st.wake <- struct{}{}:
+			default:
+			}
 		}
 		_, payload, _ := bytes.Cut(rest, []byte{' '})
 		sent, err := strconv.ParseInt(string(payload), 10, 64)
