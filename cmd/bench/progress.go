@@ -23,10 +23,11 @@ type progress struct {
 	total int64
 	last  int64
 	start time.Time
+	now   func() time.Time // the clock; time.Now outside tests
 }
 
 func newProgress(mode string, w io.Writer) *progress {
-	p := &progress{w: w}
+	p := &progress{w: w, now: time.Now}
 	switch mode {
 	case "on":
 		p.on = true
@@ -45,11 +46,11 @@ func (p *progress) update(done, total int64) {
 	}
 	if total != p.total || done < p.last {
 		p.finish()
-		p.total, p.start = total, time.Now()
+		p.total, p.start = total, p.now()
 	}
 	p.last = done
 	if p.bar == nil {
-		if time.Since(p.start) < progressDelay || done >= total {
+		if p.now().Sub(p.start) < progressDelay || done >= total {
 			return
 		}
 		p.bar = progressbar.NewOptions64(total,
