@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/internal/leakcheck"
+	"github.com/dflockd/dflockd/internal/testserver"
 	"github.com/dflockd/dflockd/protocol"
+	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
 )
 
@@ -381,4 +384,23 @@ func TestSignalFlowControl(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, r, int64(cfg.Workers*cfg.Rounds*cfg.Listeners))
+}
+
+func TestAuthToken(t *testing.T) {
+	ts := testserver.Start(t, "tls", testserver.Config{Server: server.Options{Auth: auth.Token("s3cret")}})
+	cfg := Config{Workers: 2, Rounds: 5, Timeout: 5 * time.Second,
+		Servers: []transport.Endpoint{ts.Endpoint}, Transport: transport.Options{TLS: ts.TLS}}
+	if _, err := Run(ctxT(t), cfg); err == nil {
+		t.Fatal("Run without the token succeeded")
+	}
+	cfg.AuthToken = "wrong"
+	if _, err := Run(ctxT(t), cfg); err == nil || !strings.Contains(err.Error(), "error_auth") {
+		t.Fatalf("Run with a wrong token = %v; want error_auth", err)
+	}
+	cfg.AuthToken = "s3cret"
+	r, err := Run(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, r, 10)
 }
