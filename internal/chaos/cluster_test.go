@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,7 +13,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/core"
-	"github.com/dflockd/dflockd/internal/testutil"
+	"github.com/dflockd/dflockd/internal/inproc"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
 )
@@ -34,58 +31,23 @@ type cluster struct {
 // startCluster starts the server and stops it when the test ends.
 func startCluster(t testing.TB, eo core.Options, so server.Options) *cluster {
 	t.Helper()
-	srvTLS, cliTLS := testutil.SelfSigned(t)
+	s, err := inproc.Start(context.Background(), inproc.Config{Server: so, Engine: eo}, "tcp", "tls", "unix", "quic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	for _, name := range s.Missing {
+		t.Logf("transport %s not available, left out", name)
+	}
 	// Resume TLS sessions, as long-lived clients do: it keeps the cost of
 	// thousands of TLS and QUIC handshakes within the tests' time budget.
+	cliTLS := s.ClientTLS.Clone()
 	cliTLS.ClientSessionCache = tls.NewLRUClientSessionCache(64)
-	cl := &cluster{eps: make(map[string]transport.Endpoint), cliTLS: cliTLS}
-	cl.engine = core.New(eo)
-	so.Engine = cl.engine
-	cl.srv = server.New(so)
-
-	var served []chan error
-	for _, name := range []string{"tcp", "tls", "unix", "quic"} {
-		ep := transport.Endpoint{Transport: name, Addr: "127.0.0.1:0"}
-		if name == "unix" {
-			// Not t.TempDir: socket paths must stay short.
-			dir, err := os.MkdirTemp("", "dflchaos")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			ep.Addr = filepath.Join(dir, "s.sock")
-		}
-		l, err := transport.Listen(context.Background(), ep, transport.Options{TLS: srvTLS})
-		if errors.Is(err, transport.ErrDisabled) || errors.Is(err, transport.ErrUnknown) {
-			t.Logf("transport %s not available, left out: %v", name, err)
-			continue
-		}
-		if err != nil {
-			t.Fatalf("listen %s: %v", name, err)
-		}
-		if name != "unix" {
-			ep.Addr = l.Addr().String()
-		}
-		cl.eps[name] = ep
-		cl.transports = append(cl.transports, name)
-		ch := make(chan error, 1)
-		served = append(served, ch)
-		go func() { ch <- cl.srv.ServeListener(l, server.Listener{Transport: name}) }()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { defer close(ran); _ = cl.engine.Run(ctx) }()
-	t.Cleanup(func() {
-		cl.srv.Close()
-		for _, ch := range served {
-			if err := <-ch; !errors.Is(err, server.ErrServerClosed) {
-				t.Errorf("ServeListener: %v; want ErrServerClosed", err)
-			}
-		}
-		cancel()
-		<-ran
-	})
-	return cl
+	return &cluster{engine: s.Engine, srv: s.Server, transports: s.Transports, eps: s.Endpoints, cliTLS: cliTLS}
 }
 
 // dial opens a raw protocol connection over the named transport.

@@ -7,14 +7,12 @@ package testserver
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/inproc"
 	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
@@ -24,11 +22,7 @@ import (
 var Transports = []string{"tcp", "tls", "unix", "quic"}
 
 // Config tunes Start.
-type Config struct {
-	Server server.Options // Engine is ignored: Start makes one from Engine below
-	Engine core.Options
-	NoRun  bool // do not run the engine's expiry loop (the test drives it)
-}
+type Config = inproc.Config
 
 // Server is a running in-process server.
 type Server struct {
@@ -47,59 +41,23 @@ type Server struct {
 // the transport is not available in this build.
 func Start(t testing.TB, name string, cfg Config) *Server {
 	t.Helper()
-	ts := &Server{Transport: name}
-	ep := transport.Endpoint{Transport: name, Addr: "127.0.0.1:0"}
-	var topts transport.Options
-	switch name {
-	case "tls", "quic":
-		srvTLS, cliTLS := testutil.SelfSigned(t)
-		topts.TLS, ts.TLS = srvTLS, cliTLS
-	case "unix":
-		// Not t.TempDir: socket paths must stay short (108 bytes).
-		dir, err := os.MkdirTemp("", "dfl")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-		ep.Addr = filepath.Join(dir, "s.sock")
-	}
-	if _, err := transport.Lookup(name); err != nil {
-		t.Skipf("transport %s not available: %v", name, err)
-	}
-	l, err := transport.Listen(context.Background(), ep, topts)
-	if errors.Is(err, transport.ErrDisabled) {
-		t.Skipf("transport %s disabled in this build: %v", name, err)
-	}
+	s, err := inproc.Start(context.Background(), cfg, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name != "unix" {
-		ep.Addr = l.Addr().String()
-	}
-	ts.Endpoint = ep
-	ts.Addr = ep.String()
-
-	ts.Engine = core.New(cfg.Engine)
-	opts := cfg.Server
-	opts.Engine = ts.Engine
-	ts.Server = server.New(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan struct{})
-	if cfg.NoRun {
-		close(runDone)
-	} else {
-		go func() { defer close(runDone); _ = ts.Engine.Run(ctx) }()
-	}
-	served := make(chan error, 1)
-	go func() { served <- ts.Server.ServeListener(l, server.Listener{Transport: name}) }()
 	t.Cleanup(func() {
-		ts.Server.Close()
-		if err := <-served; !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("ServeListener: %v; want ErrServerClosed", err)
+		if err := s.Close(); err != nil {
+			t.Error(err)
 		}
-		cancel()
-		<-runDone
 	})
+	if len(s.Missing) > 0 {
+		t.Skipf("transport %s not available in this build", name)
+	}
+	ts := &Server{Server: s.Server, Engine: s.Engine, Transport: name, Endpoint: s.Endpoints[name]}
+	ts.Addr = ts.Endpoint.String()
+	if name == "tls" || name == "quic" {
+		ts.TLS = s.ClientTLS
+	}
 	return ts
 }
 
