@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/bench"
 	"github.com/dflockd/dflockd/internal/tlsflags"
 	"github.com/dflockd/dflockd/transport"
@@ -185,23 +186,23 @@ func (c *RunCmd) config() (bench.Config, error) {
 	return cfg, nil
 }
 
-// authToken picks --auth-token, else the trimmed content of
-// --auth-token-file.
+// authToken picks --auth-token, else the content of --auth-token-file,
+// cleaned as the server cleans its own ("" when neither is set).
 func (c *RunCmd) authToken() (string, error) {
-	tok := c.AuthToken
-	if tok == "" && c.AuthTokenFile != "" {
-		b, err := os.ReadFile(c.AuthTokenFile)
-		if err != nil {
-			return "", &usageError{fmt.Errorf("--auth-token-file: %w", err)}
-		}
-		tok = string(b)
-		if strings.TrimSpace(tok) == "" {
-			return "", usagef("--auth-token-file: empty token in %s", c.AuthTokenFile)
-		}
+	var (
+		tok string
+		err error
+	)
+	switch {
+	case c.AuthToken != "":
+		tok, err = auth.CleanSecret(c.AuthToken)
+	case c.AuthTokenFile != "":
+		tok, err = auth.ReadSecretFile(c.AuthTokenFile)
+	default:
+		return "", nil
 	}
-	tok = strings.TrimSpace(tok)
-	if strings.ContainsAny(tok, "\r\n") {
-		return "", usagef("auth token must not contain a line break")
+	if err != nil {
+		return "", &usageError{fmt.Errorf("auth token: %w", err)}
 	}
 	return tok, nil
 }

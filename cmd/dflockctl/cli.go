@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/alecthomas/kong"
 
+	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/client"
 	"github.com/dflockd/dflockd/internal/tlsflags"
 	"github.com/dflockd/dflockd/protocol"
@@ -347,14 +349,14 @@ func readTokenFile(path, source string) (string, error) {
 	return checkToken(string(b), source+" "+path)
 }
 
-// checkToken trims a token and rejects an empty one or one with a line
-// break.
+// checkToken cleans a token with auth.CleanSecret, naming source in the
+// usage error.
 func checkToken(raw, source string) (string, error) {
-	tok := strings.TrimSpace(raw)
+	tok, err := auth.CleanSecret(raw)
 	switch {
-	case tok == "":
+	case errors.Is(err, auth.ErrEmptySecret):
 		return "", usagef("%s: empty auth token", source)
-	case strings.ContainsAny(tok, "\r\n"):
+	case err != nil:
 		return "", usagef("%s: auth token must not contain a line break", source)
 	}
 	return tok, nil

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -348,16 +347,16 @@ func (c *ServeCmd) resolveAuthToken() (token, source string, err error) {
 	switch {
 	case c.env.explicit("auth-token"):
 		source = "--auth-token"
-		token, err = checkToken(c.AuthToken)
+		token, err = auth.CleanSecret(c.AuthToken)
 	case c.env.explicit("auth-token-file"):
 		source = "--auth-token-file"
-		token, err = readToken(c.AuthTokenFile)
+		token, err = auth.ReadSecretFile(c.AuthTokenFile)
 	case c.AuthToken != "":
 		source = c.flagRef("auth-token")
-		token, err = checkToken(c.AuthToken)
+		token, err = auth.CleanSecret(c.AuthToken)
 	case c.AuthTokenFile != "":
 		source = c.flagRef("auth-token-file")
-		token, err = readToken(c.AuthTokenFile)
+		token, err = auth.ReadSecretFile(c.AuthTokenFile)
 	default:
 		return "", "", nil
 	}
@@ -365,31 +364,6 @@ func (c *ServeCmd) resolveAuthToken() (token, source string, err error) {
 		return "", "", fmt.Errorf("%s: %w", source, err)
 	}
 	return token, source, nil
-}
-
-// readToken reads and checks a token file.
-func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read token file: %w", err)
-	}
-	tok, err := checkToken(string(b))
-	if err != nil {
-		return "", fmt.Errorf("token file %s: %w", path, err)
-	}
-	return tok, nil
-}
-
-// checkToken trims s and rejects an empty token or one spanning lines.
-func checkToken(s string) (string, error) {
-	tok := strings.TrimSpace(s)
-	if tok == "" {
-		return "", errors.New("auth token is empty")
-	}
-	if strings.ContainsAny(tok, "\r\n") {
-		return "", errors.New("auth token must not contain CR or LF")
-	}
-	return tok, nil
 }
 
 // seconds converts a validated count of seconds to a Duration.
