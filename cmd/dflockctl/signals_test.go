@@ -40,7 +40,9 @@ func TestSignalListen(t *testing.T) {
 		t.Fatalf("listen printed %q; want %q", got, want)
 	}
 
-	// Nobody listens any more.
+	// Nobody listens any more, once the server has seen the listener's
+	// connection end (its exit closes it; the server notices right after).
+	eventually(t, "the listener gone", func() bool { return listeners(ts.stats(t, obs), "jobs.>", "") == 0 })
 	s = runCLI(t, nil, "--server", ts.addr, "signal", "jobs.build", "again")
 	if s.code != 0 || s.stdout.String() != "0\n" {
 		t.Fatalf("signal: exit %d, stdout %q; want 0, \"0\\n\"", s.code, s.stdout.String())
