@@ -28,7 +28,7 @@ var listeningLine = regexp.MustCompile(`msg="dflockd listening" transport=(\S+) 
 
 // startRunListening runs the command like startRun and waits until it
 // reports n listeners. It returns their endpoints in the order logged.
-func startRunListening(t *testing.T, n int, args ...string) (eps []transport.Endpoint, stop func(), stderr *syncBuffer) {
+func startRunListening(t *testing.T, n int, args ...string) (eps []transport.Endpoint, stop func(), stderr *testutil.SyncBuffer) {
 	t.Helper()
 	done, stop, stderr := launch(t, args...)
 	var ms [][]string
@@ -211,7 +211,7 @@ func TestRunAllTransportsShareOneEngine(t *testing.T) {
 }
 
 // waitLog waits until the log contains s.
-func waitLog(t *testing.T, log *syncBuffer, s string) {
+func waitLog(t *testing.T, log *testutil.SyncBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(log.String(), s) {

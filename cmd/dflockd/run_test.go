@@ -1,46 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dflockd/dflockd/internal/testutil"
 )
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 var listenAddr = regexp.MustCompile(`addr=(\S+:\d+)`)
 
 // launch runs the command with args in the background and returns a
 // channel with its exit status, the cancel function that plays the part of
 // SIGTERM, and its log. The command is stopped when the test ends.
-func launch(t *testing.T, args ...string) (done <-chan int, stop func(), stderr *syncBuffer) {
+func launch(t *testing.T, args ...string) (done <-chan int, stop func(), stderr *testutil.SyncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout syncBuffer
-	stderr = &syncBuffer{}
+	var stdout testutil.SyncBuffer
+	stderr = &testutil.SyncBuffer{}
 	exit := make(chan int, 1)
 	finished := make(chan struct{})
 	go func() {
@@ -60,7 +40,7 @@ func launch(t *testing.T, args ...string) (done <-chan int, stop func(), stderr 
 
 // waitFor polls the log of a launched command until match finds what it
 // wants, failing if the command exits first or 10 s pass.
-func waitFor(t *testing.T, done <-chan int, stderr *syncBuffer, what string, match func(log string) bool) {
+func waitFor(t *testing.T, done <-chan int, stderr *testutil.SyncBuffer, what string, match func(log string) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !match(stderr.String()) {
@@ -78,7 +58,7 @@ func waitFor(t *testing.T, done <-chan int, stderr *syncBuffer, what string, mat
 
 // startRun launches the command and returns the first host:port address
 // it reports listening on.
-func startRun(t *testing.T, args ...string) (addr string, done <-chan int, stop func(), stderr *syncBuffer) {
+func startRun(t *testing.T, args ...string) (addr string, done <-chan int, stop func(), stderr *testutil.SyncBuffer) {
 	t.Helper()
 	done, stop, stderr = launch(t, args...)
 	var m []string

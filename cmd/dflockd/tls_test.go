@@ -54,7 +54,7 @@ func TestCertReloader(t *testing.T) {
 	}
 
 	write(certB, keyB)
-	var log syncBuffer
+	var log testutil.SyncBuffer
 	reloadTLS(ts, newLogger(&log, false))
 	if got := servedSerial(t, r); got != serialOf(t, certB) {
 		t.Fatalf("after reload serves %s; want certificate B", got)
@@ -76,12 +76,12 @@ func TestCertReloader(t *testing.T) {
 			t.Fatalf("%s: serves %s; want certificate B kept", name, got)
 		}
 	}
-	log = syncBuffer{}
+	log = testutil.SyncBuffer{}
 	reloadTLS(ts, newLogger(&log, false))
 	if !strings.Contains(log.String(), "level=ERROR") || !strings.Contains(log.String(), "keeping the current certificate") {
 		t.Errorf("log %q", log.String())
 	}
-	log = syncBuffer{}
+	log = testutil.SyncBuffer{}
 	reloadTLS(nil, newLogger(&log, false))
 	if !strings.Contains(log.String(), "no TLS certificate to reload") {
 		t.Errorf("log %q", log.String())
