@@ -24,8 +24,8 @@ import (
 // the selected command. The server serves until ctx ends or SIGINT/SIGTERM
 // arrives and then shuts down gracefully. It returns the exit status
 // (0 = clean exit, 1 = configuration error or failure).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	cli, err := parse(args, getenv, stdout, stderr)
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	cli, err := parse(args, lookupEnv, stdout, stderr)
 	if err != nil {
 		if ex, ok := errors.AsType[*exitError](err); ok {
 			return ex.code
