@@ -18,6 +18,7 @@ import (
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/testutil"
+	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
 )
@@ -544,6 +545,7 @@ func TestAuthTokenPrecedence(t *testing.T) {
 	blankFile := write("blank", " \n\t\n")
 	multiLine := write("multi", "abc\ndef\n")
 	crFile := write("cr", "abc\rdef")
+	hugeFile := write("huge", strings.Repeat("t", protocol.MaxLongLine+1)+"\n")
 	missing := filepath.Join(dir, "missing")
 
 	tests := []struct {
@@ -589,6 +591,10 @@ func TestAuthTokenPrecedence(t *testing.T) {
 		{name: "CR in env", vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "a\rb"}, wantErr: "CR or LF"},
 		{name: "newline in file", args: []string{"--auth-token-file", multiLine}, wantErr: "CR or LF"},
 		{name: "CR in file", args: []string{"--auth-token-file", crFile}, wantErr: "CR or LF"},
+		// A token the auth line cannot carry could never be presented.
+		{name: "token file over 64 KiB", args: []string{"--auth-token-file", hugeFile}, wantErr: "--auth-token-file: token file " + hugeFile + ": auth token is longer than the 65536 bytes"},
+		{name: "env token file over 64 KiB", vars: map[string]string{"DFLOCKD_AUTH_TOKEN_FILE": hugeFile}, wantErr: "(from $DFLOCKD_AUTH_TOKEN_FILE): token file " + hugeFile + ": auth token is longer"},
+		{name: "token over 64 KiB", args: []string{"--auth-token", strings.Repeat("t", protocol.MaxLongLine+1)}, wantErr: "--auth-token: auth token is longer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
