@@ -331,9 +331,9 @@ func TestGenCertBrokenCA(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "other")
 	genCertIn(t, other)
 	for _, tt := range []struct {
-		name   string
-		break_ func(dir string) error
-		want   string
+		name    string
+		breakCA func(dir string) error
+		want    string
 	}{
 		{"key missing", func(dir string) error { return os.Remove(filepath.Join(dir, "ca-key.pem")) }, "ca-key.pem does not"},
 		{"cert missing", func(dir string) error { return os.Remove(filepath.Join(dir, "ca.pem")) }, "ca.pem does not"},
@@ -356,7 +356,7 @@ func TestGenCertBrokenCA(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "certs")
 			genCertIn(t, dir)
-			if err := tt.break_(dir); err != nil {
+			if err := tt.breakCA(dir); err != nil {
 				t.Fatal(err)
 			}
 			var stdout, stderr bytes.Buffer
