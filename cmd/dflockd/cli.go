@@ -87,7 +87,7 @@ type ServeCmd struct {
 
 	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
 	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
-	ShutdownTimeout int64 `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever)."`
+	ShutdownTimeout int64 `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever); a second signal closes them all and exits at once (status 130 or 143)."`
 	QUICIdleTimeout int64 `name:"quic-idle-timeout" default:"30" envvar:"DFLOCKD_QUIC_IDLE_TIMEOUT_S" group:"Timeouts" help:"Seconds after which an idle QUIC connection is closed (> 0)."`
 	QUICKeepAlive   int64 `name:"quic-keepalive" default:"10" envvar:"DFLOCKD_QUIC_KEEPALIVE_S" group:"Timeouts" help:"Seconds between QUIC keep-alive packets (>= 0; 0 = none)."`
 
