@@ -87,7 +87,7 @@ type ServeCmd struct {
 
 	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
 	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
-	ShutdownTimeout int64 `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever)."`
+	ShutdownTimeout int64 `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever); a second signal closes them all and exits at once (status 130 or 143)."`
 	QUICIdleTimeout int64 `name:"quic-idle-timeout" default:"30" envvar:"DFLOCKD_QUIC_IDLE_TIMEOUT_S" group:"Timeouts" help:"Seconds after which an idle QUIC connection is closed (> 0)."`
 	QUICKeepAlive   int64 `name:"quic-keepalive" default:"10" envvar:"DFLOCKD_QUIC_KEEPALIVE_S" group:"Timeouts" help:"Seconds between QUIC keep-alive packets (>= 0; 0 = none)."`
 
@@ -108,11 +108,11 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 type exitPanic int
 
 // parse builds the configuration from args and the environment (read
-// through getenv). --help and --version write to stdout and yield an
-// *exitError with the status to exit with. Any other error is a
-// configuration error.
-func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) (cli *CLI, err error) {
-	cli = newCLI(getenv)
+// through lookupEnv, os.LookupEnv in main). --help and --version write to
+// stdout and yield an *exitError with the status to exit with. Any other
+// error is a configuration error.
+func parse(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) (cli *CLI, err error) {
+	cli = newCLI(lookupEnv)
 	k, err := newKong(cli, stdout, stderr)
 	if err != nil {
 		return nil, err
@@ -127,6 +127,10 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		}
 	}()
 	kctx, err := k.Parse(goFlagArgs(args, flagKinds(k.Model)))
+	if cli.env.err != nil {
+		// A bad variable, reported as it is (kong would prefix the flag).
+		return nil, cli.env.err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -164,8 +168,8 @@ func newKong(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 
 // newCLI returns an empty command line whose commands share one
 // environment resolver.
-func newCLI(getenv func(string) string) *CLI {
-	env := newEnvResolver(getenv)
+func newCLI(lookupEnv func(string) (string, bool)) *CLI {
+	env := newEnvResolver(lookupEnv)
 	return &CLI{env: env, Serve: ServeCmd{env: env}}
 }
 
@@ -339,10 +343,11 @@ func (c *ServeCmd) flagRef(flag string) string {
 
 // resolveAuthToken picks the auth token by the v1.16 precedence:
 // --auth-token > --auth-token-file > DFLOCKD_AUTH_TOKEN >
-// DFLOCKD_AUTH_TOKEN_FILE. A source given explicitly is used even if empty;
-// an empty variable counts as unset. Values are whitespace-trimmed; an
-// empty result or one containing CR or LF is an error. It returns "" when
-// no source is set (auth off).
+// DFLOCKD_AUTH_TOKEN_FILE. A source given explicitly is used even if empty
+// (and refused); a variable set but empty has already been refused by the
+// environment resolver. Values are whitespace-trimmed; an empty result, one
+// containing CR or LF or one longer than the auth line is an error. It
+// returns "" when no source is set (auth off).
 func (c *ServeCmd) resolveAuthToken() (token, source string, err error) {
 	switch {
 	case c.env.explicit("auth-token"):
@@ -351,10 +356,10 @@ func (c *ServeCmd) resolveAuthToken() (token, source string, err error) {
 	case c.env.explicit("auth-token-file"):
 		source = "--auth-token-file"
 		token, err = auth.ReadSecretFile(c.AuthTokenFile)
-	case c.AuthToken != "":
+	case c.env.source("auth-token") != "":
 		source = c.flagRef("auth-token")
 		token, err = auth.CleanSecret(c.AuthToken)
-	case c.AuthTokenFile != "":
+	case c.env.source("auth-token-file") != "":
 		source = c.flagRef("auth-token-file")
 		token, err = auth.ReadSecretFile(c.AuthTokenFile)
 	default:

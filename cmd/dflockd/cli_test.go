@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,13 +18,18 @@ import (
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/testutil"
+	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
 )
 
-// env returns a getenv over the given variables.
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
+// env returns a lookupEnv over the given variables: a key present with
+// "" is set but empty.
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := vars[k]
+		return v, ok
+	}
 }
 
 // mustParse parses a server command line and returns the server's
@@ -250,8 +258,6 @@ func TestGCAliases(t *testing.T) {
 		// The canonical name wins over the alias (which still warns).
 		{map[string]string{"DFLOCKD_GC_LOOP_SLEEP": "8", "DFLOCKD_GC_INTERVAL_S": "3"}, 3 * time.Second, 60 * time.Second, 1},
 		{map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "8", "DFLOCKD_GC_MAX_IDLE_S": "4"}, 5 * time.Second, 4 * time.Second, 1},
-		// An empty alias is unset.
-		{map[string]string{"DFLOCKD_GC_LOOP_SLEEP": ""}, 5 * time.Second, 60 * time.Second, 0},
 	}
 	for _, tt := range tests {
 		c := mustParse(t, nil, tt.vars)
@@ -305,66 +311,103 @@ func TestFlagBeatsEnv(t *testing.T) {
 	}
 }
 
-func TestEnvUnparsableIntFallsBack(t *testing.T) {
-	for _, v := range []string{"abc", "1.5", " 7000", "7000s", "0x10", "99999999999999999999"} {
-		c := mustParse(t, nil, map[string]string{"DFLOCKD_PORT": v, "DFLOCKD_READ_TIMEOUT_S": v})
-		if c.Port != 6388 || c.ReadTimeout != 23 {
-			t.Errorf("%q: port %d read-timeout %d, want defaults", v, c.Port, c.ReadTimeout)
-		}
-		if len(c.env.warnings) != 2 {
-			t.Errorf("%q: warnings %v, want 2", v, c.env.warnings)
+// TestEnvRefused: a variable that is set but empty, or whose value does not
+// parse, stops the server with a message naming it (and the value), never
+// falling back to the default or switching a protection off.
+func TestEnvRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		vars map[string]string
+		want string // the whole error
+	}{
+		{"empty token", nil, map[string]string{"DFLOCKD_AUTH_TOKEN": ""}, "DFLOCKD_AUTH_TOKEN is set but empty"},
+		{"blank token", nil, map[string]string{"DFLOCKD_AUTH_TOKEN": "  "}, "DFLOCKD_AUTH_TOKEN is set but empty"},
+		{"empty token beside a token file", nil, map[string]string{"DFLOCKD_AUTH_TOKEN": "", "DFLOCKD_AUTH_TOKEN_FILE": "/x"}, "DFLOCKD_AUTH_TOKEN is set but empty"},
+		{"empty token file", nil, map[string]string{"DFLOCKD_AUTH_TOKEN_FILE": ""}, "DFLOCKD_AUTH_TOKEN_FILE is set but empty"},
+		{"blank token file", nil, map[string]string{"DFLOCKD_AUTH_TOKEN_FILE": "\n"}, "DFLOCKD_AUTH_TOKEN_FILE is set but empty"},
+		{"empty uid list", nil, map[string]string{"DFLOCKD_UNIX_ALLOW_UID": ""}, "DFLOCKD_UNIX_ALLOW_UID is set but empty"},
+		{"blank gid list", nil, map[string]string{"DFLOCKD_UNIX_ALLOW_GID": " \t"}, "DFLOCKD_UNIX_ALLOW_GID is set but empty"},
+		{"empty tls cert", nil, map[string]string{"DFLOCKD_TLS_CERT": "", "DFLOCKD_TLS_KEY": "k.pem"}, "DFLOCKD_TLS_CERT is set but empty"},
+		{"empty tls key", nil, map[string]string{"DFLOCKD_TLS_CERT": "c.pem", "DFLOCKD_TLS_KEY": ""}, "DFLOCKD_TLS_KEY is set but empty"},
+		{"empty client ca", []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"}, map[string]string{"DFLOCKD_TLS_CLIENT_CA": ""}, "DFLOCKD_TLS_CLIENT_CA is set but empty"},
+		{"empty listen", nil, map[string]string{"DFLOCKD_LISTEN": ""}, "DFLOCKD_LISTEN is set but empty"},
+		{"empty port", nil, map[string]string{"DFLOCKD_PORT": ""}, "DFLOCKD_PORT is set but empty"},
+		{"empty host", nil, map[string]string{"DFLOCKD_HOST": ""}, "DFLOCKD_HOST is set but empty"},
+		{"empty bool", nil, map[string]string{"DFLOCKD_DEBUG": ""}, "DFLOCKD_DEBUG is set but empty"},
+		{"port abc", nil, map[string]string{"DFLOCKD_PORT": "abc"}, `DFLOCKD_PORT="abc" is not an integer`},
+		{"port 1.5", nil, map[string]string{"DFLOCKD_PORT": "1.5"}, `DFLOCKD_PORT="1.5" is not an integer`},
+		{"port with a space", nil, map[string]string{"DFLOCKD_PORT": " 7000"}, `DFLOCKD_PORT=" 7000" is not an integer`},
+		{"port with a unit", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "7000s"}, `DFLOCKD_READ_TIMEOUT_S="7000s" is not an integer`},
+		{"hex", nil, map[string]string{"DFLOCKD_MAX_LOCKS": "0x10"}, `DFLOCKD_MAX_LOCKS="0x10" is not an integer`},
+		{"too big", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "99999999999999999999"}, `DFLOCKD_READ_TIMEOUT_S="99999999999999999999" is not an integer that fits in 64 bits`},
+		{"bad bool", nil, map[string]string{"DFLOCKD_DEBUG": "maybe"}, `DFLOCKD_DEBUG="maybe" is not a boolean (want 1/yes/true or 0/no/false)`},
+		{"bool on", nil, map[string]string{"DFLOCKD_AUTO_RELEASE_ON_DISCONNECT": "on"}, `DFLOCKD_AUTO_RELEASE_ON_DISCONNECT="on" is not a boolean (want 1/yes/true or 0/no/false)`},
+		{"bool with a space", nil, map[string]string{"DFLOCKD_DEBUG": " true"}, `DFLOCKD_DEBUG=" true" is not a boolean (want 1/yes/true or 0/no/false)`},
+		{"bad uid", nil, map[string]string{"DFLOCKD_UNIX_ALLOW_UID": "1000,x"}, `DFLOCKD_UNIX_ALLOW_UID="1000,x": "x" is not a valid uint32`},
+		{"uid list with a hole", nil, map[string]string{"DFLOCKD_UNIX_ALLOW_UID": "1000,"}, `DFLOCKD_UNIX_ALLOW_UID="1000,": "" is not a valid uint32`},
+		{"bad listen", nil, map[string]string{"DFLOCKD_LISTEN": "tcp://127.0.0.1:1,bogus://x:1"}, `DFLOCKD_LISTEN="tcp://127.0.0.1:1,bogus://x:1": `},
+		// Deprecated aliases follow the same rules, even when the
+		// canonical name overrides them.
+		{"empty alias", nil, map[string]string{"DFLOCKD_GC_LOOP_SLEEP": ""}, "DFLOCKD_GC_LOOP_SLEEP is set but empty"},
+		{"bad alias", nil, map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "soon"}, `DFLOCKD_GC_MAX_UNUSED_TIME="soon" is not an integer`},
+		{"bad alias beside canonical", nil, map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "x", "DFLOCKD_GC_MAX_IDLE_S": "4"}, `DFLOCKD_GC_MAX_UNUSED_TIME="x" is not an integer`},
+		{"empty canonical beside alias", nil, map[string]string{"DFLOCKD_GC_INTERVAL_S": "", "DFLOCKD_GC_LOOP_SLEEP": "8"}, "DFLOCKD_GC_INTERVAL_S is set but empty"},
+		// A variable is read only when its own flag is absent: here
+		// --auth-token-file leaves DFLOCKD_AUTH_TOKEN to be read.
+		{"empty token, file flag", []string{"--auth-token-file", "/x"}, map[string]string{"DFLOCKD_AUTH_TOKEN": ""}, "DFLOCKD_AUTH_TOKEN is set but empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := parseErr(t, tt.args, tt.vars)
+			if got := err.Error(); got != tt.want && !(strings.HasSuffix(tt.want, ": ") && strings.HasPrefix(got, tt.want)) {
+				t.Errorf("error %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestEveryEnvVarRefusesEmpty: the rule holds for every variable, the
+// harmless ones included (a template with a missing value fails loudly).
+func TestEveryEnvVarRefusesEmpty(t *testing.T) {
+	names := []string{"DFLOCKD_GC_LOOP_SLEEP", "DFLOCKD_GC_MAX_UNUSED_TIME", "DFLOCKD_AUTH_TOKEN_FILE"}
+	for _, tc := range flagCases {
+		for name := range tc.env {
+			names = append(names, name)
 		}
 	}
-	// A parsable but invalid value is an error, not a fallback.
-	err := parseErr(t, nil, map[string]string{"DFLOCKD_PORT": "-1"})
-	if !strings.Contains(err.Error(), "--port") || !strings.Contains(err.Error(), "DFLOCKD_PORT") {
-		t.Errorf("error %q should name the flag and the variable", err)
+	for _, name := range names {
+		for _, v := range []string{"", " "} {
+			err := parseErr(t, nil, map[string]string{name: v})
+			if want := name + " is set but empty"; err.Error() != want {
+				t.Errorf("%s=%q: error %q, want %q", name, v, err, want)
+			}
+		}
+	}
+}
+
+// TestEnvExplicitFlagWins: a variable is not read when its flag is given,
+// so an empty or bad one is no error then.
+func TestEnvExplicitFlagWins(t *testing.T) {
+	c := mustParse(t, []string{"--auth-token", "s3cret", "--port", "7000", "--debug"},
+		map[string]string{"DFLOCKD_AUTH_TOKEN": "", "DFLOCKD_PORT": "abc", "DFLOCKD_DEBUG": "maybe"})
+	if c.token != "s3cret" || c.Port != 7000 || !c.Debug {
+		t.Errorf("token %q port %d debug %v", c.token, c.Port, c.Debug)
 	}
 }
 
 func TestEnvBool(t *testing.T) {
-	tests := []struct {
-		value              string
-		debug, autoRelease bool // defaults are false and true
-		warn               bool
-	}{
-		{"1", true, true, false},
-		{"yes", true, true, false},
-		{"true", true, true, false},
-		{"TRUE", true, true, false},
-		{"Yes", true, true, false},
-		{"0", false, false, false},
-		{"no", false, false, false},
-		{"false", false, false, false},
-		{"FALSE", false, false, false},
-		{"No", false, false, false},
-		{"", false, true, false},
-		{"on", false, true, true},
-		{"2", false, true, true},
-		{"maybe", false, true, true},
-		{" true", false, true, true},
-	}
-	for _, tt := range tests {
-		c := mustParse(t, nil, map[string]string{"DFLOCKD_DEBUG": tt.value, "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT": tt.value})
-		if c.Debug != tt.debug || c.AutoReleaseOnDisconnect != tt.autoRelease {
-			t.Errorf("%q: debug %v auto-release %v, want %v %v", tt.value, c.Debug, c.AutoReleaseOnDisconnect, tt.debug, tt.autoRelease)
+	for value, want := range map[string]bool{
+		"1": true, "yes": true, "true": true, "TRUE": true, "Yes": true,
+		"0": false, "no": false, "false": false, "FALSE": false, "No": false,
+	} {
+		c := mustParse(t, nil, map[string]string{"DFLOCKD_DEBUG": value, "DFLOCKD_AUTO_RELEASE_ON_DISCONNECT": value})
+		if c.Debug != want || c.AutoReleaseOnDisconnect != want {
+			t.Errorf("%q: debug %v auto-release %v, want %v", value, c.Debug, c.AutoReleaseOnDisconnect, want)
 		}
-		if got := len(c.env.warnings) > 0; got != tt.warn {
-			t.Errorf("%q: warnings %v", tt.value, c.env.warnings)
+		if len(c.env.warnings) != 0 {
+			t.Errorf("%q: warnings %v", value, c.env.warnings)
 		}
-	}
-}
-
-func TestEmptyEnvIsUnset(t *testing.T) {
-	vars := map[string]string{}
-	for _, tc := range flagCases {
-		for k := range tc.env {
-			vars[k] = ""
-		}
-	}
-	if got, want := settingsOf(mustParse(t, nil, vars)), settingsOf(mustParse(t, nil, nil)); got.endpoint != want.endpoint ||
-		got.engine.DefaultTTL != want.engine.DefaultTTL || got.token != want.token {
-		t.Errorf("empty variables changed settings: %+v", got)
 	}
 }
 
@@ -502,6 +545,7 @@ func TestAuthTokenPrecedence(t *testing.T) {
 	blankFile := write("blank", " \n\t\n")
 	multiLine := write("multi", "abc\ndef\n")
 	crFile := write("cr", "abc\rdef")
+	hugeFile := write("huge", strings.Repeat("t", protocol.MaxLongLine+1)+"\n")
 	missing := filepath.Join(dir, "missing")
 
 	tests := []struct {
@@ -535,18 +579,22 @@ func TestAuthTokenPrecedence(t *testing.T) {
 			vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "env"}, wantErr: "--auth-token: auth token is empty"},
 		{name: "explicit empty file flag", args: []string{"--auth-token-file="},
 			vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "env"}, wantErr: "--auth-token-file"},
-		{name: "empty env is unset", vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "", "DFLOCKD_AUTH_TOKEN_FILE": envFile},
-			want: "from-env-file"},
+		{name: "empty env is refused", vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "", "DFLOCKD_AUTH_TOKEN_FILE": envFile},
+			wantErr: "DFLOCKD_AUTH_TOKEN is set but empty"},
 		{name: "empty file", args: []string{"--auth-token-file", emptyFile}, wantErr: "--auth-token-file"},
 		{name: "blank file", args: []string{"--auth-token-file", blankFile}, wantErr: "empty"},
 		{name: "empty env file", vars: map[string]string{"DFLOCKD_AUTH_TOKEN_FILE": emptyFile}, wantErr: "DFLOCKD_AUTH_TOKEN_FILE"},
 		{name: "missing file", args: []string{"--auth-token-file", missing}, wantErr: "--auth-token-file"},
 		{name: "blank flag", args: []string{"--auth-token", "  "}, wantErr: "empty"},
-		{name: "blank env", vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "   "}, wantErr: "DFLOCKD_AUTH_TOKEN"},
+		{name: "blank env", vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "   "}, wantErr: "DFLOCKD_AUTH_TOKEN is set but empty"},
 		{name: "newline in flag", args: []string{"--auth-token", "a\nb"}, wantErr: "CR or LF"},
 		{name: "CR in env", vars: map[string]string{"DFLOCKD_AUTH_TOKEN": "a\rb"}, wantErr: "CR or LF"},
 		{name: "newline in file", args: []string{"--auth-token-file", multiLine}, wantErr: "CR or LF"},
 		{name: "CR in file", args: []string{"--auth-token-file", crFile}, wantErr: "CR or LF"},
+		// A token the auth line cannot carry could never be presented.
+		{name: "token file over 64 KiB", args: []string{"--auth-token-file", hugeFile}, wantErr: "--auth-token-file: token file " + hugeFile + ": auth token is longer than the 65536 bytes"},
+		{name: "env token file over 64 KiB", vars: map[string]string{"DFLOCKD_AUTH_TOKEN_FILE": hugeFile}, wantErr: "(from $DFLOCKD_AUTH_TOKEN_FILE): token file " + hugeFile + ": auth token is longer"},
+		{name: "token over 64 KiB", args: []string{"--auth-token", strings.Repeat("t", protocol.MaxLongLine+1)}, wantErr: "--auth-token: auth token is longer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -630,6 +678,10 @@ func TestRunConfigErrors(t *testing.T) {
 		{[]string{"--tls-cert", certFile}, nil, "--tls-key"},
 		{[]string{"--tls-cert", certFile, "--tls-key", certFile}, nil, "--tls-cert/--tls-key"},
 		{[]string{"--auth-token", "a\nb"}, nil, "--auth-token"},
+		{nil, map[string]string{"DFLOCKD_AUTH_TOKEN": ""}, "configuration error: DFLOCKD_AUTH_TOKEN is set but empty\n"},
+		{nil, map[string]string{"DFLOCKD_UNIX_ALLOW_UID": ""}, "configuration error: DFLOCKD_UNIX_ALLOW_UID is set but empty\n"},
+		{nil, map[string]string{"DFLOCKD_PORT": "abc"}, "configuration error: DFLOCKD_PORT=\"abc\" is not an integer\n"},
+		{nil, map[string]string{"DFLOCKD_DEBUG": "maybe"}, "configuration error: DFLOCKD_DEBUG=\"maybe\" is not a boolean"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -678,5 +730,79 @@ func TestRunListenFailure(t *testing.T) {
 	}
 	if out := stderr.String(); !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "tcp://127.0.0.1:"+port) {
 		t.Errorf("stderr %q", out)
+	}
+}
+
+// mainChildEnv is set in the environment of a test binary re-run by
+// runMain to make it run main instead of the tests.
+const mainChildEnv = "DFLOCKD_CMD_TEST_RUN_MAIN"
+
+// runMain runs main in a child process (this test binary, re-run) with
+// args and the given variables added to an environment cleared of DFLOCKD_*
+// variables, and returns its exit status and stderr. The child is killed
+// if it runs for more than 20 s.
+func runMain(t *testing.T, testName string, args []string, vars map[string]string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+testName+"$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DFLOCKD_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, mainChildEnv+"="+strings.Join(args, "\n"))
+	for k, v := range vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("main did not exit: %s", stderr.String())
+	}
+	code := 0
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return code, stderr.String()
+}
+
+// childMain runs main with the arguments runMain passed, if this process
+// is runMain's child; it does not return then.
+func childMain() {
+	args, ok := os.LookupEnv(mainChildEnv)
+	if !ok {
+		return
+	}
+	os.Args = []string{"dflockd"}
+	if args != "" {
+		os.Args = append(os.Args, strings.Split(args, "\n")...)
+	}
+	main()
+	os.Exit(0)
+}
+
+// TestMainRefusesEmptyEnv runs the real process: main must read the
+// environment with os.LookupEnv, so that a variable set but empty is told
+// from an unset one, and exit 1.
+func TestMainRefusesEmptyEnv(t *testing.T) {
+	childMain()
+	for _, tt := range []struct {
+		vars map[string]string
+		want string
+	}{
+		{map[string]string{"DFLOCKD_AUTH_TOKEN": ""}, "configuration error: DFLOCKD_AUTH_TOKEN is set but empty\n"},
+		{map[string]string{"DFLOCKD_UNIX_ALLOW_UID": ""}, "configuration error: DFLOCKD_UNIX_ALLOW_UID is set but empty\n"},
+		{map[string]string{"DFLOCKD_PORT": "abc"}, "configuration error: DFLOCKD_PORT=\"abc\" is not an integer\n"},
+	} {
+		// Should the check fail, the server binds a free port rather
+		// than 6388, and is killed at runMain's deadline.
+		code, stderr := runMain(t, "TestMainRefusesEmptyEnv", []string{"--listen", "tcp://127.0.0.1:0"}, tt.vars)
+		if code != 1 || stderr != tt.want {
+			t.Errorf("%v: exit %d, stderr %q; want 1, %q", tt.vars, code, stderr, tt.want)
+		}
 	}
 }

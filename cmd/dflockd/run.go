@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/server"
@@ -22,10 +23,45 @@ import (
 
 // run is the whole command: it parses args and the environment and runs
 // the selected command. The server serves until ctx ends or SIGINT/SIGTERM
-// arrives and then shuts down gracefully. It returns the exit status
-// (0 = clean exit, 1 = configuration error or failure).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	cli, err := parse(args, getenv, stdout, stderr)
+// arrives and then shuts down gracefully; a second signal during the
+// drain closes everything at once. It returns the exit status (0 = clean
+// exit, 1 = configuration error or failure, 128+N = forced out by a second
+// signal N: 130 for SIGINT, 143 for SIGTERM).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	return runWith(ctx, args, stdout, stderr, lookupEnv, stopSignals)
+}
+
+// signalSource subscribes to the signals that stop the server and returns
+// their channel and the function that ends the subscription. Tests pass
+// one that returns a channel they feed.
+type signalSource func() (sigs <-chan os.Signal, stop func())
+
+// stopSignals is the signalSource of the real process: SIGINT and SIGTERM.
+// The server subscribes only while it serves, so Ctrl-C still ends
+// gen-cert the default way.
+func stopSignals() (<-chan os.Signal, func()) {
+	c := make(chan os.Signal, 2)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	return c, func() { signal.Stop(c) }
+}
+
+// forcedExit is serve's error when a second signal cut the drain short.
+type forcedExit struct{ code int }
+
+func (e *forcedExit) Error() string { return fmt.Sprintf("forced exit (status %d)", e.code) }
+
+// forcedExitCode is the exit status for being forced out by sig: 128 plus
+// the signal number, as a shell reports a process killed by it.
+func forcedExitCode(sig os.Signal) int {
+	if n, ok := sig.(syscall.Signal); ok {
+		return 128 + int(n)
+	}
+	return 1
+}
+
+// runWith is run with the signal source injected.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool), signals signalSource) int {
+	cli, err := parse(args, lookupEnv, stdout, stderr)
 	if err != nil {
 		if ex, ok := errors.AsType[*exitError](err); ok {
 			return ex.code
@@ -46,7 +82,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if err != nil {
 		return configError(stderr, err)
 	}
-	if err := serve(ctx, c, ts, log); err != nil {
+	sigs, stop := signals()
+	defer stop()
+	if err := serve(ctx, c, ts, log, sigs); err != nil {
+		if fe, ok := errors.AsType[*forcedExit](err); ok {
+			return fe.code
+		}
 		log.Error("server failed", "err", err)
 		return 1
 	}
@@ -76,15 +117,22 @@ type served struct {
 	err error
 }
 
+// forceGrace bounds how long a forced exit waits for connections and
+// listeners to finish closing, so that a second signal ends the process
+// even if something is stuck.
+const forceGrace = 2 * time.Second
+
 // serve runs the engine and one server on every endpoint until ctx ends or
-// a signal arrives, then shuts down as in PROTOCOL.md §7.6: stop accepting
-// on every listener and stop the sweep/GC loops, drain connections for at
-// most --shutdown-timeout, then force-close the rest. SIGHUP reloads the
-// TLS key pair. It returns an error only if the server could not start or
-// failed on its own.
-func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger) error {
-	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stopSignals()
+// a signal arrives on sigs, then shuts down as in PROTOCOL.md §7.6: stop
+// accepting on every listener and stop the sweep/GC loops, drain
+// connections for at most --shutdown-timeout, then force-close the rest.
+// A second signal during the drain closes every connection at once and
+// makes serve return a *forcedExit. SIGHUP reloads the TLS key pair. It
+// returns an error only if the server could not start, failed on its own
+// or was forced out.
+func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sigs <-chan os.Signal) error {
+	sigCtx, stopServing := context.WithCancelCause(ctx)
+	defer stopServing(nil)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -176,11 +224,13 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger) err
 			return nil
 		}
 		return fmt.Errorf("serve %s: %w", r.ep, r.err)
-	case <-sigCtx.Done():
+	case sig := <-sigs:
+		stopServing(fmt.Errorf("%v signal received", sig))
+	case <-ctx.Done():
 	}
 
-	stopSignals() // a second signal now terminates the process at once
-	log.Info("shutting down", "cause", context.Cause(sigCtx), "timeout_s", c.ShutdownTimeout)
+	log.Info("shutting down: draining connections; send SIGINT or SIGTERM again to close them all and exit at once",
+		"cause", context.Cause(sigCtx), "timeout_s", c.ShutdownTimeout)
 	stopEngine()
 	shutdownCtx := context.Background()
 	if d := c.shutdownTimeout(); d > 0 {
@@ -188,9 +238,32 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger) err
 		shutdownCtx, cancel = context.WithTimeout(shutdownCtx, d)
 		defer cancel()
 	}
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
-		_ = srv.Close()
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Shutdown(shutdownCtx) }()
+	select {
+	case err := <-drained:
+		if err != nil {
+			log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
+			_ = srv.Close()
+		}
+	case sig := <-sigs:
+		forced := &forcedExit{code: forcedExitCode(sig)}
+		log.Warn("second signal: closing every connection and exiting now", "signal", sig.String(), "exit_status", forced.code)
+		closed := make(chan struct{})
+		go func() {
+			_ = srv.Close()
+			<-drained
+			for range len(ls) {
+				<-results
+			}
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(forceGrace):
+			log.Warn("connections still closing; exiting anyway", "waited_s", forceGrace.Seconds())
+		}
+		return forced
 	}
 	for range len(ls) {
 		if r := <-results; r.err != nil && !errors.Is(r.err, server.ErrServerClosed) {

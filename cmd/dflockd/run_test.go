@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"net"
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +21,12 @@ var listenAddr = regexp.MustCompile(`addr=(\S+:\d+)`)
 // SIGTERM, and its log. The command is stopped when the test ends.
 func launch(t *testing.T, args ...string) (done <-chan int, stop func(), stderr *testutil.SyncBuffer) {
 	t.Helper()
+	return launchWith(t, stopSignals, args...)
+}
+
+// launchWith is launch with the signal source injected.
+func launchWith(t *testing.T, signals signalSource, args ...string) (done <-chan int, stop func(), stderr *testutil.SyncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout testutil.SyncBuffer
 	stderr = &testutil.SyncBuffer{}
@@ -25,7 +34,7 @@ func launch(t *testing.T, args ...string) (done <-chan int, stop func(), stderr 
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		exit <- run(ctx, args, &stdout, stderr, env(nil))
+		exit <- runWith(ctx, args, &stdout, stderr, env(nil), signals)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -118,4 +127,72 @@ func TestEdge50_HostIPv6Loopback(t *testing.T) {
 	}
 	c := testutil.Dial(t, addr)
 	c.Expect("ping", "_", "", "ok")
+}
+
+// fakeSignals returns a signal source whose channel the test feeds.
+func fakeSignals() (signalSource, chan<- os.Signal) {
+	c := make(chan os.Signal, 2)
+	return func() (<-chan os.Signal, func()) { return c, func() {} }, c
+}
+
+// A first signal starts the drain and says so at INFO, naming the way out;
+// a second one closes every connection and exits at once with 128 plus
+// the signal number, even though the drain would wait forever.
+func TestRunSecondSignalForcesExit(t *testing.T) {
+	for _, tt := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tt.sig.String(), func(t *testing.T) {
+			signals, sigs := fakeSignals()
+			done, _, stderr := launchWith(t, signals, "--port", "0", "--shutdown-timeout", "0")
+			var m []string
+			waitFor(t, done, stderr, "listening address", func(log string) bool {
+				m = listenAddr.FindStringSubmatch(log)
+				return m != nil
+			})
+			// A connection holding a lease keeps the drain waiting.
+			c := testutil.Dial(t, m[1])
+			c.Token("l", "job", "5", "ok")
+
+			sigs <- tt.sig
+			waitFor(t, done, stderr, "the shutdown notice", func(log string) bool {
+				return strings.Contains(log, `level=INFO msg="shutting down: draining connections; send SIGINT or SIGTERM again to close them all and exit at once"`)
+			})
+			sigs <- tt.sig
+			select {
+			case code := <-done:
+				if code != tt.code {
+					t.Errorf("exit %d, want %d; log: %s", code, tt.code, stderr.String())
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("run did not exit after the second signal; log: %s", stderr.String())
+			}
+			c.ExpectClosed()
+			if log := stderr.String(); !strings.Contains(log, `level=WARN msg="second signal: closing every connection and exiting now" signal=`) ||
+				!strings.Contains(log, "exit_status="+strconv.Itoa(tt.code)) || strings.Contains(log, `msg=stopped`) {
+				t.Errorf("log: %s", log)
+			}
+		})
+	}
+}
+
+// One signal alone drains and exits 0.
+func TestRunOneSignalDrains(t *testing.T) {
+	signals, sigs := fakeSignals()
+	done, _, stderr := launchWith(t, signals, "--port", "0")
+	waitFor(t, done, stderr, "start", func(log string) bool { return strings.Contains(log, "dflockd started") })
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit %d; log: %s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run did not exit; log: %s", stderr.String())
+	}
+	if log := stderr.String(); !strings.Contains(log, `level=INFO msg="shutting down: draining connections; send SIGINT or SIGTERM again`) ||
+		!strings.Contains(log, "cause=\"terminated signal received\"") || !strings.Contains(log, "msg=stopped") {
+		t.Errorf("log: %s", log)
+	}
 }
