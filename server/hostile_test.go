@@ -339,7 +339,9 @@ func TestHostile_SubscriberNeverReads(t *testing.T) {
 // block began, is answered at once; the guessing address is blocked.
 func TestHostile_AuthBruteForceParallel(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{Auth: auth.Token("s3cret")}, core.Options{})
+	// The limiter's clock stands still, so the block outlasts the test;
+	// the pause runs on real time.
+	ts := start(t, Options{Auth: auth.Token("s3cret"), now: testutil.NewClock().Now}, core.Options{})
 	other := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
 	probe, err := other.Dial("tcp", ts.Addr)
 	if err != nil {
