@@ -486,3 +486,52 @@ func TestStats_UnixRemoteIsUIDAndPID(t *testing.T) {
 
 // blockedMsg is the log message of a block.
 const blockedMsg = `msg="authentication failures: source blocked"`
+
+// Over QUIC the source is the client's IP: token failures on the streams
+// of one connection block the next stream, even with the right token.
+func TestAuthLimit_QUICCountsPerIP(t *testing.T) {
+	t.Parallel()
+	srvCfg, cliCfg := testutil.SelfSigned(t)
+	l, err := transport.Listen(t.Context(), transport.Endpoint{Transport: "quic", Addr: "127.0.0.1:0"}, transport.Options{TLS: srvCfg})
+	if err != nil {
+		t.Skipf("quic: %v", err)
+	}
+	clk := testutil.NewClock()
+	log, logs := logger()
+	serveListeners(t, Options{Auth: auth.Token("s3cret"), Logger: log, now: clk.Now, authPause: noPause},
+		map[net.Listener]Listener{l: {Transport: "quic"}})
+	cliCfg = cliCfg.Clone()
+	cliCfg.ServerName = "localhost"
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	qs, err := transport.DialQUIC(ctx, l.Addr().String(), transport.Options{TLS: cliCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qs.Close()
+	stream := func() *wire {
+		t.Helper()
+		c, err := qs.OpenConn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return wrapWire(c)
+	}
+	for range DefaultAuthFailures {
+		if got := mustDo(t, stream(), "auth", "_", "wrong"); got != "error_auth" {
+			t.Fatalf("wrong token = %q", got)
+		}
+	}
+	w := stream()
+	if line, err := w.do("auth", "_", "s3cret"); err == nil || isTimeout(err) {
+		t.Fatalf("stream of a blocked source: %q, %v; want it closed unanswered", line, err)
+	}
+	if !strings.Contains(logs.String(), blockedMsg+" source=127.0.0.1 transport=quic") {
+		t.Fatalf("block not logged for 127.0.0.1 over quic:\n%s", logs)
+	}
+	clk.Advance(DefaultAuthBackoff)
+	if got := mustDo(t, stream(), "auth", "_", "s3cret"); got != "ok" {
+		t.Fatalf("right token after the back-off = %q", got)
+	}
+}
