@@ -13,8 +13,8 @@ import (
 // Authentication handshake (§7.1, §2.4; edges 31, 32).
 
 // authFailed checks the §7.1 failure path on c after its first request
-// was sent at sent: `error_auth` promptly, then a close after the ~100 ms
-// pause.
+// was sent at sent: `error_auth` after the ~100 ms pause, then a close.
+// (TestAuth_PauseBeforeAnswer checks the order structurally.)
 func authFailed(t *testing.T, c *testutil.LineClient, sent time.Time) {
 	t.Helper()
 	expectLine(t, c, "error_auth")
@@ -22,6 +22,11 @@ func authFailed(t *testing.T, c *testutil.LineClient, sent time.Time) {
 		t.Fatalf("closed %v after the request; want the ~100ms pause first", el)
 	}
 }
+
+// manyFailures lets a test fail authentication more often than the
+// failure limiter allows one source by default (all test clients are
+// 127.0.0.1); the limiter itself is tested in authlimit_test.go.
+const manyFailures = 100
 
 // §7.1: the correct token as the first request answers `ok` and the
 // connection is then served; the token is the trimmed arg line, CRLF
@@ -47,10 +52,10 @@ func TestAuth_CorrectTokenThenServed(t *testing.T) {
 	ping(t, c)
 }
 
-// Edge 31: a wrong token gets `error_auth` and a close after ~100 ms.
+// Edge 31: a wrong token gets `error_auth` after ~100 ms, and a close.
 func TestAuth_WrongTokenGetsErrorAuthAndClose(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{Auth: auth.Token("s3cret")}, core.Options{})
+	ts := start(t, Options{Auth: auth.Token("s3cret"), AuthFailures: manyFailures}, core.Options{})
 	for _, tok := range []string{"wrong", "", "s3cre", "s3cret2", "S3CRET", "s3 cret"} {
 		c := ts.dial(t)
 		sent := time.Now()
@@ -63,7 +68,7 @@ func TestAuth_WrongTokenGetsErrorAuthAndClose(t *testing.T) {
 // and is not executed: an `l` first must not create a lock.
 func TestAuth_OtherFirstCommandNotExecuted(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{Auth: auth.Token("s3cret")}, core.Options{})
+	ts := start(t, Options{Auth: auth.Token("s3cret"), AuthFailures: manyFailures}, core.Options{})
 	for _, req := range [][3]string{
 		{"l", "k", "0"}, {"sl", "s", "0 2"}, {"e", "k", ""}, {"ping", "_", ""}, {"stats", "_", ""},
 		{"l", "k", "s3cret"}, // the token in the wrong command does not count
@@ -82,7 +87,7 @@ func TestAuth_OtherFirstCommandNotExecuted(t *testing.T) {
 // oversized line) gets `error_auth` and a close, not `error`.
 func TestAuth_MalformedFirstRequestGetsErrorAuth(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{Auth: auth.Token("s3cret")}, core.Options{})
+	ts := start(t, Options{Auth: auth.Token("s3cret"), AuthFailures: manyFailures}, core.Options{})
 	for name, raw := range map[string]string{
 		"parse error":    "l\nk\nabc\n",
 		"bad key":        "l\n\n0\n",

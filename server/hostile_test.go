@@ -12,6 +12,7 @@ import (
 
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/testutil"
 )
 
 // Hostile and careless clients: each test shows the misbehaving client is
@@ -329,49 +330,73 @@ func TestHostile_SubscriberNeverReads(t *testing.T) {
 	g.finish(t)
 }
 
-// Auth brute force: N parallel wrong-token attempts each get error_auth
-// and are closed after the ~100 ms pause, but the pauses run side by
-// side: all N end in far less than N pauses, and a client with the right
-// token, arriving while they pause, is answered at once.
+// Auth brute force: N parallel wrong-token attempts from one address.
+// The failure limiter lets only DefaultAuthFailures of them be answered
+// (error_auth, after the ~100 ms pause, then a close); the others are
+// closed without an answer, their guess never judged. The pauses run side
+// by side: all N end in far less than N pauses. A client with the right
+// token from another address, arriving while they pause or after the
+// block began, is answered at once; the guessing address is blocked.
 func TestHostile_AuthBruteForceParallel(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{Auth: auth.Token("s3cret")}, core.Options{})
+	// The limiter's clock stands still, so the block outlasts the test;
+	// the pause runs on real time.
+	ts := start(t, Options{Auth: auth.Token("s3cret"), now: testutil.NewClock().Now}, core.Options{})
+	other := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	probe, err := other.Dial("tcp", ts.Addr)
+	if err != nil {
+		t.Skipf("cannot dial from 127.0.0.2: %v", err)
+	}
+	probe.Close()
 	const n = 12
 	begin := time.Now()
 	var wg sync.WaitGroup
 	var failures errs
-	paused := make(chan struct{}, n)
+	var answered atomic.Int32
+	started := make(chan struct{}, n)
 	for i := range n {
 		wg.Go(func() {
 			w, err := dialWire(ts.Addr)
 			if err != nil {
 				failures.add(err)
-				paused <- struct{}{}
+				started <- struct{}{}
 				return
 			}
 			defer w.close()
 			sent := time.Now()
-			line, err := w.do("auth", "_", fmt.Sprintf("guess-%d", i))
-			paused <- struct{}{}
-			if line != "error_auth" || err != nil {
-				failures.add(fmt.Errorf("attempt %d: %q, %v; want error_auth", i, line, err))
+			err = w.send("auth", "_", fmt.Sprintf("guess-%d", i))
+			started <- struct{}{}
+			if err != nil {
+				failures.add(fmt.Errorf("attempt %d: send: %v", i, err))
 				return
 			}
-			if _, err := w.readLine(); err == nil || isTimeout(err) {
-				failures.add(fmt.Errorf("attempt %d: not closed: %v", i, err))
-				return
-			}
-			if el := time.Since(sent); el < authFailPause*3/4 {
-				failures.add(fmt.Errorf("attempt %d closed after %v; want the %v pause", i, el, authFailPause))
+			line, err := w.readLine()
+			switch {
+			case err == nil && line == "error_auth":
+				answered.Add(1)
+				if el := time.Since(sent); el < authFailPause*3/4 {
+					failures.add(fmt.Errorf("attempt %d answered after %v; want the %v pause first", i, el, authFailPause))
+				}
+				if _, err := w.readLine(); err == nil || isTimeout(err) {
+					failures.add(fmt.Errorf("attempt %d: not closed: %v", i, err))
+				}
+			case err == nil:
+				failures.add(fmt.Errorf("attempt %d: %q; want error_auth or a close", i, line))
+			case isTimeout(err):
+				failures.add(fmt.Errorf("attempt %d: neither answered nor closed", i))
 			}
 		})
 	}
 	for range n {
-		<-paused
+		<-started
 	}
-	// All attempts are in (or past) their pause: the right token is
-	// served now, not after them.
-	good := ts.dial(t)
+	// All attempts are in (or past) their pause: the right token from
+	// another address is served now, not after them.
+	gc, err := other.Dial("tcp", ts.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := testutil.NewLineClient(t, gc)
 	askedAt := time.Now()
 	good.Expect("auth", "_", "s3cret", "ok")
 	authIn := time.Since(askedAt)
@@ -380,13 +405,18 @@ func TestHostile_AuthBruteForceParallel(t *testing.T) {
 	wg.Wait()
 	all := time.Since(begin)
 	failures.check(t)
+	if got := answered.Load(); got != DefaultAuthFailures {
+		t.Fatalf("%d of %d parallel wrong attempts answered; want %d (the rest refused unjudged)", got, n, DefaultAuthFailures)
+	}
 	if limit := n / 2 * authFailPause; all >= limit {
 		t.Fatalf("%d parallel wrong attempts took %v; want well under %v (the pause is per connection)", n, all, limit)
 	}
 	if limit := n / 2 * authFailPause; authIn >= limit {
 		t.Fatalf("correct token answered after %v; want it not to wait for the failing attempts", authIn)
 	}
-	t.Logf("%d parallel failures in %v; correct auth answered in %v", n, all, authIn)
+	// The guessing address is blocked now, even with the right token.
+	expectRefused(t, ts.dial(t).Conn)
+	t.Logf("%d parallel failures in %v; correct auth from another address answered in %v", n, all, authIn)
 }
 
 // Per-IP cap: a host that opens many connections gets only its share;

@@ -418,7 +418,7 @@ func TestServe_TLSListenerReportsTLS(t *testing.T) {
 }
 
 // A plaintext client on a TLS listener fails the handshake: the session
-// ends without an answer (logged at debug level only).
+// ends without an answer, logged at info level with the reason.
 func TestServeListener_PlaintextOnTLSDropped(t *testing.T) {
 	t.Parallel()
 	srvCfg, _ := testutil.SelfSigned(t)
@@ -447,8 +447,10 @@ func TestServeListener_PlaintextOnTLSDropped(t *testing.T) {
 		}
 	}
 	eventually(t, "connection forgotten", func() bool { return s.Connections() == 0 })
-	eventually(t, "logged at debug", func() bool {
-		return strings.Contains(logs.String(), "level=DEBUG msg=\"tls handshake failed\"")
+	eventually(t, "logged at info", func() bool {
+		out := logs.String()
+		return strings.Contains(out, "level=INFO msg=\"tls handshake failed\"") &&
+			strings.Contains(out, "transport=tls") && strings.Contains(out, "remote=127.0.0.1:") && strings.Contains(out, "err=")
 	})
 }
 

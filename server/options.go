@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -37,4 +38,39 @@ type Options struct {
 	// queued for writing; a listener whose queue is full is closed as a
 	// slow consumer (0 = 64).
 	PushQueue int
+
+	// Authentication failure limits. They apply to connections that can
+	// fail authentication: every connection when Auth is set, and those
+	// of a listener with a peer authenticator. A failure is a refused
+	// token handshake (wrong token, another first request, a malformed
+	// one) or a refused peer (Unix uid/gid allow list, client certificate
+	// identity); a failed TLS handshake is not counted. Failures are
+	// counted per source: the remote IP address (IPv6 by its /64 prefix)
+	// for network transports, QUIC included, and the peer's user id on a
+	// Unix socket. A source with AuthFailures failures within
+	// AuthFailWindow is blocked: its new connections are closed at once,
+	// without a byte read or written, for AuthBackoff, then twice as long
+	// per further block, up to AuthBackoffMax. A source with no failure
+	// for AuthBackoffMax after its last block ended starts again from
+	// AuthBackoff. Each block is logged once, at warning level.
+
+	// AuthFailures is how many failures within AuthFailWindow block a
+	// source (0 = 5; negative = no limit).
+	AuthFailures int
+	// AuthFailWindow is the window failures are counted in, from the
+	// source's first failure in it (0 = 10s).
+	AuthFailWindow time.Duration
+	// AuthBackoff is how long a source is first blocked (0 = 5s).
+	AuthBackoff time.Duration
+	// AuthBackoffMax caps the doubling back-off (0 = 60s).
+	AuthBackoffMax time.Duration
+	// AuthSources caps the sources remembered (0 = 10,000); when full,
+	// the source whose last failure is oldest is forgotten.
+	AuthSources int
+
+	// Test hooks (nil = the real thing): the clock of the failure limiter
+	// and of the log rate limits, and the pause before a failed
+	// handshake is answered.
+	now       func() time.Time
+	authPause func(ctx context.Context)
 }

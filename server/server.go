@@ -40,6 +40,13 @@ type Server struct {
 	slowConsumers atomic.Uint64
 	active        sync.WaitGroup // sessions
 
+	// authLim blocks sources that fail authentication too often (nil =
+	// no limit); refusedLog and blockedLog rate-limit the log lines about
+	// refused connections and blocked sources.
+	authLim    *authLimiter
+	refusedLog *logGate
+	blockedLog *logGate
+
 	mu        sync.Mutex
 	closed    bool
 	listeners map[net.Listener]struct{}
@@ -69,6 +76,7 @@ func New(opts Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	s.initAuthLimits()
 	s.base, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -149,7 +157,16 @@ func (s *Server) ServeListener(l net.Listener, lo Listener) error {
 				name = "tls" // Serve on a TLS listener, as before ServeListener
 			}
 		}
-		sess, ok := s.admit(c, name, lo.Peer)
+		pi := s.inspect(c, lo)
+		if pi.limited {
+			if left, blocked := s.authLim.blocked(pi.src); blocked {
+				s.log.Debug("connection refused: source blocked after authentication failures",
+					"transport", name, "remote", remoteName(c, pi.cred), "source", pi.src, "for", left)
+				c.Close() // nothing read, nothing written
+				continue
+			}
+		}
+		sess, ok := s.admit(c, name, lo.Peer, pi)
 		if !ok {
 			c.Close() // over a connection cap: no byte is written
 			continue
@@ -195,7 +212,7 @@ func remoteIP(a net.Addr) string {
 
 // admit applies the connection caps (check and increment under one lock,
 // so concurrent accepts cannot overshoot) and registers a session.
-func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthenticator) (*session, bool) {
+func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) (*session, bool) {
 	ip := remoteIP(c.RemoteAddr())
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -212,7 +229,7 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 	}
 	s.nconns++
 	s.perIP[ip]++
-	sess := newSession(s, c, s.nextID.Add(1), ip, transportName, peerAuth)
+	sess := newSession(s, c, s.nextID.Add(1), ip, transportName, peerAuth, pi)
 	s.sessions[sess] = struct{}{}
 	s.active.Add(1)
 	return sess, true

@@ -18,7 +18,8 @@ import (
 )
 
 // authFailPause is how long a connection that failed the handshake waits
-// before it is closed (§7.1), slowing down token guessing.
+// before it is answered `error_auth` and closed (§7.1), so that each guess
+// costs the guesser this long.
 const authFailPause = 100 * time.Millisecond
 
 // maxPipelined is how many bytes a client may send while one of its
@@ -83,6 +84,7 @@ type session struct {
 	transport string
 	remote    string
 	peerAuth  auth.PeerAuthenticator
+	pi        peerInfo // Unix credentials, failure limiter source
 
 	peer   auth.Peer // filled in by open
 	authed bool
@@ -104,11 +106,9 @@ type session struct {
 	rdUntil time.Time
 }
 
-func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator) *session {
-	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id), transport: transportName, peerAuth: peerAuth}
-	if ra := c.RemoteAddr(); ra != nil {
-		sess.remote = ra.String()
-	}
+func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
+	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id), transport: transportName, peerAuth: peerAuth, pi: pi}
+	sess.remote = remoteName(c, pi.cred)
 	sess.rd = connReader{conn: c}
 	sess.dec = protocol.NewDecoder(&sess.rd)
 	timeout := s.opts.ReadTimeout
@@ -175,7 +175,7 @@ func (sess *session) open() (reason CloseReason, ok bool) {
 		err := hs.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			s.log.Debug("tls handshake failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "err", err)
+			s.logRefused("tls handshake failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "err", err)
 			return CloseHandshakeFailed, false
 		}
 	}
@@ -184,17 +184,14 @@ func (sess *session) open() (reason CloseReason, ok bool) {
 		st := tc.ConnectionState()
 		sess.peer.TLS = &st
 	}
-	if pc, isUnix := sess.conn.(transport.PeerCreder); isUnix {
-		if cred, err := pc.PeerCred(); err == nil {
-			sess.peer.Cred = &auth.UnixCred{PID: cred.PID, UID: cred.UID, GID: cred.GID}
-		} else {
-			s.log.Debug("peer credentials unavailable", "conn", sess.id, "transport", sess.transport, "err", err)
-		}
+	sess.peer.Cred = sess.pi.cred
+	if sess.pi.credErr != nil {
+		s.log.Debug("peer credentials unavailable", "conn", sess.id, "transport", sess.transport, "err", sess.pi.credErr)
 	}
 	if sess.peerAuth != nil {
 		id, err := sess.peerAuth.AuthenticatePeer(s.base, sess.peer)
 		if err != nil {
-			s.log.Info("authentication failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "reason", err)
+			sess.authFailed(err) // closed without a byte written either way
 			return CloseAuthFailed, false
 		}
 		sess.setIdentity(id.Name)
@@ -233,7 +230,7 @@ func (sess *session) readFailed(err error) (CloseReason, bool) {
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
 		if !sess.authed {
-			sess.failAuth()
+			sess.failAuth(err)
 			return CloseAuthFailed, true
 		}
 		sess.reply(protocol.StatusError)
@@ -280,9 +277,16 @@ func isTimeout(err error) bool {
 
 // authenticate runs the §7.1 handshake on the first request. The
 // credential is compared even when the request is not `auth`, so the time
-// taken does not tell a prober which check failed.
+// taken does not tell a prober which check failed. A connection whose
+// source was blocked after it was accepted is closed without its
+// credential being looked at.
 func (sess *session) authenticate() bool {
 	s := sess.srv
+	if sess.pi.limited {
+		if _, blocked := s.authLim.blocked(sess.pi.src); blocked {
+			return false
+		}
+	}
 	cred := ""
 	if sess.req.Cmd == protocol.CmdAuth {
 		cred = string(sess.req.Token)
@@ -292,8 +296,7 @@ func (sess *session) authenticate() bool {
 		err = fmt.Errorf("%w: first request is %s, not auth", auth.ErrDenied, sess.req.Cmd)
 	}
 	if err != nil {
-		s.log.Info("authentication failed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote, "reason", err)
-		sess.failAuth()
+		sess.failAuth(err)
 		return false
 	}
 	sess.authed = true
@@ -306,16 +309,17 @@ func (sess *session) authenticate() bool {
 	return true
 }
 
-// failAuth answers error_auth, pauses, and leaves the close to the caller.
-func (sess *session) failAuth() {
+// failAuth handles a failed handshake: it counts the failure, pauses,
+// and only then answers error_auth, so that a client cannot end the pause
+// early by closing once it has read the answer. When the source was
+// already blocked it answers nothing. The close is left to the caller.
+func (sess *session) failAuth(err error) {
+	if sess.authFailed(err) {
+		return
+	}
+	sess.srv.pauseAuth()
 	sess.reply(protocol.StatusErrAuth)
 	sess.flush()
-	t := time.NewTimer(authFailPause)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-sess.srv.base.Done():
-	}
 }
 
 // reply appends a bare status line.
