@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -82,16 +83,25 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("client: dial: %w", err)
 		}
 		name = e.String()
-		nc, err = transport.Dial(ctx, e, transport.Options{TLS: opts.TLS})
+		var t transport.Transport
+		if t, err = transport.Lookup(e.Transport); err == nil {
+			nc, err = t.Dial(ctx, e.Addr, transport.Options{TLS: opts.TLS})
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("client: dial %s: %w", name, err)
+		// A failed connect is a *net.OpError of op "dial"; anything else
+		// failed after the connection was made (the TLS handshake).
+		op, isOp := errors.AsType[*net.OpError](err)
+		return nil, &DialError{Endpoint: name, Handshake: !isOp || op.Op != "dial", Err: err}
 	}
 	c := newConn(nc, name)
 	if opts.AuthToken != "" {
 		if _, err := c.roundTrip(ctx, protocol.CmdAuth, "_", opts.AuthToken, wantOK); err != nil {
 			c.Close()
-			return nil, err
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrDraining) || errors.Is(err, ErrServer) {
+				return nil, err // the server answered
+			}
+			return nil, &DialError{Endpoint: name, Handshake: true, Err: err}
 		}
 	}
 	return c, nil
