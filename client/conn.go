@@ -92,7 +92,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 		// A failed connect is a *net.OpError of op "dial"; anything else
 		// failed after the connection was made (the TLS handshake).
 		op, isOp := errors.AsType[*net.OpError](err)
-		return nil, &DialError{Endpoint: name, Handshake: !isOp || op.Op != "dial", Err: err}
+		return nil, &DialError{Endpoint: name, Handshake: !isOp || op.Op != "dial", Timeout: opts.dialTimeout(), Err: err}
 	}
 	c := newConn(nc, name)
 	if opts.AuthToken != "" {
@@ -101,7 +101,7 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 			if errors.Is(err, ErrAuth) || errors.Is(err, ErrDraining) || errors.Is(err, ErrServer) {
 				return nil, err // the server answered
 			}
-			return nil, &DialError{Endpoint: name, Handshake: true, Err: err}
+			return nil, &DialError{Endpoint: name, Handshake: true, Timeout: opts.dialTimeout(), Err: err}
 		}
 	}
 	return c, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/dflockd/dflockd/protocol"
 )
@@ -94,13 +95,19 @@ type DialError struct {
 	// Handshake is true when the connection was established and the TLS
 	// or auth handshake failed.
 	Handshake bool
+	// Timeout is the dial timeout that was in force (0 = none).
+	Timeout time.Duration
 	// Err is the cause.
 	Err error
 }
 
 // Error implements error.
 func (e *DialError) Error() string {
-	return "client: dial " + e.Endpoint + ": " + Cause(e.Err)
+	cause := Cause(e.Err)
+	if e.Timeout > 0 && errors.Is(e.Err, context.DeadlineExceeded) {
+		cause += " after " + e.Timeout.String()
+	}
+	return "client: dial " + e.Endpoint + ": " + cause
 }
 
 // Unwrap returns the cause.
