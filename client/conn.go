@@ -51,13 +51,15 @@ type Conn struct {
 }
 
 // Dial connects to the server at addr and, when opts.AuthToken is set,
-// authenticates. addr is "host:port" (TCP, or TLS when opts.TLS is set) or
-// an endpoint URL such as "tls://host:port", "unix:///run/dflockd.sock" or
-// "quic://host:port"; see Options for how the transport is chosen, and
-// Options.QUIC for opening the Conn as a stream of an existing QUIC
-// connection. ctx and opts.DialTimeout bound connecting and the handshakes.
+// authenticates. addr is "host[:port]" (TCP, or TLS when opts.TLS is set;
+// port 6388 when left out), a socket path, or an endpoint URL such as
+// "tls://host:port", "unix:///run/dflockd.sock" or "quic://host:port"; see
+// Options for how the transport is chosen, and Options.QUIC for opening
+// the Conn as a stream of an existing QUIC connection. ctx and
+// opts.DialTimeout bound connecting and the handshakes.
 //
-// A refused token yields an error wrapping ErrAuth.
+// A refused token yields an error wrapping ErrAuth. Failing to connect,
+// or a failed TLS or auth handshake, yields a *DialError.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	if opts.AuthToken != "" {
 		if err := checkAuthToken(opts.AuthToken); err != nil {

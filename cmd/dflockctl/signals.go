@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -137,7 +136,7 @@ func (c *ListenCmd) print(w io.Writer, channel, payload string) error {
 	}
 	b, err := json.Marshal(signalJSON{Time: time.Now().UTC().Format(time.RFC3339Nano), Channel: channel, Payload: payload})
 	if err != nil {
-		return errors.Join(errors.New("encode signal"), err)
+		return fmt.Errorf("encode signal: %w", err)
 	}
 	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
