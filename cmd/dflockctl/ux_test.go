@@ -321,3 +321,15 @@ func TestListenBadPatternOffline(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", p.code, p.stderr.String())
 	}
 }
+
+// TestTLSToPlainServer: a TLS client reaching a plain TCP server is told
+// to try tcp://.
+func TestTLSToPlainServer(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, nil, server.Options{})
+	p := runCLI(t, nil, "--server", "tls://"+ts.addr, "--dial-timeout", "5s", "stats")
+	want := "the server at tls://" + ts.addr + " does not speak TLS (is it plain TCP? try tcp://" + ts.addr + ")"
+	if p.code != exitFailure || !strings.Contains(p.stderr.String(), want) {
+		t.Fatalf("exit %d, stderr %q; want %q", p.code, p.stderr.String(), want)
+	}
+}
