@@ -205,11 +205,14 @@ func dialHint(de *client.DialError) error {
 	)
 	switch {
 	case errors.Is(de.Err, context.DeadlineExceeded) && !de.Handshake:
-		h.msg = fmt.Sprintf("could not connect to %s within %s (see --dial-timeout)", at, de.Timeout)
-		h.hint = "is the address right? is a firewall dropping the packets?"
+		h.msg = fmt.Sprintf("could not connect to %s within %s", at, de.Timeout)
+		h.hint = "see --dial-timeout; is the address right? is a firewall dropping the packets?"
 	case errors.Is(de.Err, context.DeadlineExceeded):
-		h.msg = fmt.Sprintf("%s accepted the connection but did not finish the handshake within %s (see --dial-timeout)", at, de.Timeout)
-		h.hint = tlsHint(de.Endpoint)
+		h.msg = fmt.Sprintf("%s accepted the connection but did not finish the handshake within %s", at, de.Timeout)
+		h.hint = "see --dial-timeout"
+		if tls := tlsHint(de.Endpoint); tls != "" {
+			h.hint += "; " + tls
+		}
 	case errors.Is(de.Err, syscall.ECONNREFUSED):
 		h.hint = "is the server running?"
 	case errors.Is(de.Err, syscall.ENOENT):

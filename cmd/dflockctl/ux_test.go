@@ -333,3 +333,35 @@ func TestTLSToPlainServer(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want %q", p.code, p.stderr.String(), want)
 	}
 }
+
+// TestDescribe: each kind of failure reads as one line naming the
+// endpoint once, with its hint.
+func TestDescribe(t *testing.T) {
+	t.Parallel()
+	const ep = "tcp://10.0.0.1:6388"
+	dial := func(handshake bool, err error) error {
+		return fmt.Errorf("lock k: %w", &client.DialError{Endpoint: ep, Handshake: handshake, Timeout: 3 * time.Second, Err: err})
+	}
+	opErr := func(errno syscall.Errno) error {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", errno)}
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{dial(false, context.DeadlineExceeded), "could not connect to dflockd at " + ep + " within 3s (see --dial-timeout; is the address right? is a firewall dropping the packets?)"},
+		{dial(true, context.DeadlineExceeded), "dflockd at " + ep + " accepted the connection but did not finish the handshake within 3s (see --dial-timeout; is it TLS-only? try tls://10.0.0.1:6388)"},
+		{dial(false, opErr(syscall.ECONNREFUSED)), "cannot reach dflockd at " + ep + ": connection refused (is the server running?)"},
+		{dial(false, opErr(syscall.EACCES)), "cannot reach dflockd at " + ep + ": permission denied (is this user allowed to use the socket? see the server's --unix-socket-mode)"},
+		{dial(false, &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "db9"}}), "cannot reach dflockd at " + ep + ": lookup db9: no such host (is the host name right?)"},
+		{fmt.Errorf("client: auth _: %w", client.ErrAuth), "the server refused the auth token"},
+		{fmt.Errorf("client: l k: %w", client.ErrDraining), "server shutting down"},
+	} {
+		if got := describe(tc.err); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("describe(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+		if strings.Count(describe(tc.err), ep) > 1 {
+			t.Errorf("describe(%v) names the endpoint more than once", tc.err)
+		}
+	}
+}
