@@ -307,6 +307,9 @@ func (c *CLI) validate() error {
 		if c.Signal.MinReceivers < 0 {
 			return usagef("--min-receivers must be >= 0, got %d", c.Signal.MinReceivers)
 		}
+		if ch := c.Signal.Channel; !protocol.ValidChannel(ch) {
+			return usagef("signal: bad channel %q: want 1 to %d bytes without whitespace, '*' or '>' (wildcards are for listen)", ch, protocol.MaxLine)
+		}
 	}
 	return nil
 }

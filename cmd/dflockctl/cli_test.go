@@ -31,6 +31,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"listen", "jobs*"}, "* stands for one whole dot-separated token"},
 		{[]string{"listen", "a.>.b"}, "bad pattern"},
 		{[]string{"signal", "--min-receivers", "-1", "c", "p"}, "--min-receivers"},
+		{[]string{"--server", "127.0.0.1:1", "signal", "jobs.*", "p"}, "wildcards are for listen"},
 		{[]string{"--server", "/tmp/d.sock", "--tls-ca", "ca.pem", "stats"}, "unix transport"},
 		{[]string{"lock", "--timeout=-1s", "k", "--", "true"}, "negative duration"},
 		{[]string{"lock", "--ttl", "soon", "k", "--", "true"}, "--ttl"},
