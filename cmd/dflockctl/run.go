@@ -239,8 +239,7 @@ func tcpClosed(endpoint string, err error) bool {
 	if !strings.HasPrefix(endpoint, "tcp://") {
 		return false
 	}
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, client.ErrServer) && !errors.Is(err, client.ErrAuth)
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // tlsHint suggests TLS for a plain tcp endpoint.
