@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -50,13 +51,15 @@ type Conn struct {
 }
 
 // Dial connects to the server at addr and, when opts.AuthToken is set,
-// authenticates. addr is "host:port" (TCP, or TLS when opts.TLS is set) or
-// an endpoint URL such as "tls://host:port", "unix:///run/dflockd.sock" or
-// "quic://host:port"; see Options for how the transport is chosen, and
-// Options.QUIC for opening the Conn as a stream of an existing QUIC
-// connection. ctx and opts.DialTimeout bound connecting and the handshakes.
+// authenticates. addr is "host[:port]" (TCP, or TLS when opts.TLS is set;
+// port 6388 when left out), a socket path, or an endpoint URL such as
+// "tls://host:port", "unix:///run/dflockd.sock" or "quic://host:port"; see
+// Options for how the transport is chosen, and Options.QUIC for opening
+// the Conn as a stream of an existing QUIC connection. ctx and
+// opts.DialTimeout bound connecting and the handshakes.
 //
-// A refused token yields an error wrapping ErrAuth.
+// A refused token yields an error wrapping ErrAuth. Failing to connect,
+// or a failed TLS or auth handshake, yields a *DialError.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	if opts.AuthToken != "" {
 		if err := checkAuthToken(opts.AuthToken); err != nil {
@@ -82,16 +85,25 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("client: dial: %w", err)
 		}
 		name = e.String()
-		nc, err = transport.Dial(ctx, e, transport.Options{TLS: opts.TLS})
+		var t transport.Transport
+		if t, err = transport.Lookup(e.Transport); err == nil {
+			nc, err = t.Dial(ctx, e.Addr, transport.Options{TLS: opts.TLS})
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("client: dial %s: %w", name, err)
+		// A failed connect is a *net.OpError of op "dial"; anything else
+		// failed after the connection was made (the TLS handshake).
+		op, isOp := errors.AsType[*net.OpError](err)
+		return nil, &DialError{Endpoint: name, Handshake: !isOp || op.Op != "dial", Timeout: opts.dialTimeout(), Err: err}
 	}
 	c := newConn(nc, name)
 	if opts.AuthToken != "" {
 		if _, err := c.roundTrip(ctx, protocol.CmdAuth, "_", opts.AuthToken, wantOK); err != nil {
 			c.Close()
-			return nil, err
+			if errors.Is(err, ErrAuth) || errors.Is(err, ErrDraining) || errors.Is(err, ErrServer) {
+				return nil, err // the server answered
+			}
+			return nil, &DialError{Endpoint: name, Handshake: true, Timeout: opts.dialTimeout(), Err: err}
 		}
 	}
 	return c, nil

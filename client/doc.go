@@ -16,11 +16,13 @@
 //
 // # Addresses and transports
 //
-// A server address is either a bare "host:port", which means TCP (or TLS
-// when Options.TLS is set), or an endpoint URL whose scheme names a
-// registered transport: "tcp://host:port", "tls://host:port",
-// "unix:///abs/path.sock", "quic://host:port". Options.Transport names the
-// transport explicitly instead. Options.QUIC opens the connection as one
+// A server address is either a bare "host[:port]", which means TCP (or TLS
+// when Options.TLS is set) on port 6388 unless given, a bare path
+// ("/run/dflockd.sock", "./d.sock"), which means the Unix socket, or an
+// endpoint URL whose scheme names a registered transport:
+// "tcp://host:port", "tls://host:port", "unix:///abs/path.sock",
+// "quic://host:port". Options.Transport names the transport of bare host
+// addresses explicitly instead. Options.QUIC opens the connection as one
 // more stream on an existing QUIC connection (transport.DialQUIC), so many
 // sessions can share one QUIC handshake and UDP socket.
 //

@@ -1,8 +1,12 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"time"
 
 	"github.com/dflockd/dflockd/protocol"
 )
@@ -77,4 +81,50 @@ func replyError(cmd protocol.Command, key string, resp *protocol.Response) error
 // invalid returns an ErrInvalid error with a description.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// A DialError is the error of a Dial that could not set up the
+// connection: connecting, the TLS handshake or the auth exchange failed.
+// Its message names the endpoint once, followed by the cause without the
+// layers that repeat it ("client: dial tcp://127.0.0.1:6390: connection
+// refused"); errors.Is and errors.As see the whole chain (syscall errors,
+// ErrAuth, context.DeadlineExceeded, ...).
+type DialError struct {
+	// Endpoint is the endpoint dialled, e.g. "tcp://127.0.0.1:6388".
+	Endpoint string
+	// Handshake is true when the connection was established and the TLS
+	// or auth handshake failed.
+	Handshake bool
+	// Timeout is the dial timeout that was in force (0 = none).
+	Timeout time.Duration
+	// Err is the cause.
+	Err error
+}
+
+// Error implements error.
+func (e *DialError) Error() string {
+	cause := Cause(e.Err)
+	if e.Timeout > 0 && errors.Is(e.Err, context.DeadlineExceeded) {
+		cause += " after " + e.Timeout.String()
+	}
+	return "client: dial " + e.Endpoint + ": " + cause
+}
+
+// Unwrap returns the cause.
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Cause describes err without the network layers that name the address
+// again: "connection refused" rather than "dial tcp 127.0.0.1:6390:
+// connect: connection refused"; "timed out" for a deadline.
+func Cause(err error) string {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return "timed out"
+	}
+	if op, ok := errors.AsType[*net.OpError](err); ok && op.Err != nil {
+		err = op.Err
+	}
+	if sc, ok := errors.AsType[*os.SyscallError](err); ok && sc.Err != nil {
+		err = sc.Err
+	}
+	return err.Error()
 }

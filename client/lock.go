@@ -78,6 +78,9 @@ type Lock struct {
 	// Transport names the transport for bare server addresses; see
 	// Options.Transport.
 	Transport string
+	// DialTimeout bounds connecting, including the TLS and auth
+	// handshakes; see Options.DialTimeout (0 = DefaultDialTimeout, 10s).
+	DialTimeout time.Duration
 	// OnRenewError, when set, is called (from the renewal goroutine) with
 	// the error of the renewal that failed. The lease is then considered
 	// lost: renewal stops, Token returns "" and Lost is closed.
@@ -98,8 +101,8 @@ type Semaphore struct {
 	// of Key must pass the same limit (else ErrLimitMismatch).
 	Limit int
 	// AcquireTimeout, LeaseTTL, Servers, ShardFunc, RenewRatio,
-	// RenewJitter, TLSConfig, AuthToken, Transport and OnRenewError are
-	// as for Lock.
+	// RenewJitter, TLSConfig, AuthToken, Transport, DialTimeout and
+	// OnRenewError are as for Lock.
 	AcquireTimeout time.Duration
 	LeaseTTL       int
 	Servers        []string
@@ -109,6 +112,7 @@ type Semaphore struct {
 	TLSConfig      *tls.Config
 	AuthToken      string
 	Transport      string
+	DialTimeout    time.Duration
 	OnRenewError   func(error)
 
 	h holder
@@ -176,7 +180,7 @@ func (l *Lock) Lost() <-chan struct{} { return l.h.lostChan() }
 
 func (l *Lock) config() (resourceConfig, error) {
 	return newResourceConfig(false, l.Key, 1, l.AcquireTimeout, l.LeaseTTL, l.Servers, l.ShardFunc,
-		l.RenewRatio, l.RenewJitter, Options{TLS: l.TLSConfig, AuthToken: l.AuthToken, Transport: l.Transport},
+		l.RenewRatio, l.RenewJitter, Options{TLS: l.TLSConfig, AuthToken: l.AuthToken, Transport: l.Transport, DialTimeout: l.DialTimeout},
 		l.OnRenewError)
 }
 
@@ -220,7 +224,7 @@ func (s *Semaphore) config() (resourceConfig, error) {
 		return resourceConfig{}, err
 	}
 	return newResourceConfig(true, s.Key, s.Limit, s.AcquireTimeout, s.LeaseTTL, s.Servers, s.ShardFunc,
-		s.RenewRatio, s.RenewJitter, Options{TLS: s.TLSConfig, AuthToken: s.AuthToken, Transport: s.Transport},
+		s.RenewRatio, s.RenewJitter, Options{TLS: s.TLSConfig, AuthToken: s.AuthToken, Transport: s.Transport, DialTimeout: s.DialTimeout},
 		s.OnRenewError)
 }
 

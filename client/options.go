@@ -59,24 +59,27 @@ func (o *Options) dialTimeout() time.Duration {
 	return o.DialTimeout
 }
 
-// endpoint works out the endpoint to dial for addr.
+// endpoint works out the endpoint to dial for addr: its scheme when it
+// has one, else a Unix socket when it is a path, else Transport (or tls
+// when TLS is set, or tcp) with the default port when it has none (see
+// transport.ParseEndpoint).
 func (o *Options) endpoint(addr string) (transport.Endpoint, error) {
 	name := strings.ToLower(o.Transport)
-	s := addr
 	if scheme, _, ok := strings.Cut(addr, "://"); ok {
 		if name != "" && !strings.EqualFold(scheme, name) {
 			return transport.Endpoint{}, invalid("address %q does not match transport %q", addr, o.Transport)
 		}
-	} else {
-		if name == "" {
-			name = "tcp"
-			if o.TLS != nil {
-				name = "tls"
-			}
-		}
-		s = name + "://" + addr
+	} else if transport.LooksLikePath(addr) && name != "" && name != "unix" {
+		return transport.Endpoint{}, invalid("address %q is a Unix socket path, but the transport is %q", addr, o.Transport)
 	}
-	e, err := transport.ParseEndpoint(s)
+	bare := name
+	if bare == "" {
+		bare = "tcp"
+		if o.TLS != nil {
+			bare = "tls"
+		}
+	}
+	e, err := transport.ParseAddr(addr, bare)
 	if err != nil {
 		return transport.Endpoint{}, invalid("address %q: %v", addr, err)
 	}

@@ -92,6 +92,10 @@ func TestNamesSorted(t *testing.T) {
 }
 
 func TestParseEndpoint(t *testing.T) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		in      string
 		want    transport.Endpoint
@@ -105,6 +109,15 @@ func TestParseEndpoint(t *testing.T) {
 		{in: "[::1]:6388", want: transport.Endpoint{Transport: "tcp", Addr: "[::1]:6388"}},
 		{in: "localhost:6388", want: transport.Endpoint{Transport: "tcp", Addr: "localhost:6388"}},
 		{in: ":6388", want: transport.Endpoint{Transport: "tcp", Addr: ":6388"}},
+		// A bare host means the default port; a bare path the Unix socket.
+		{in: "db1", want: transport.Endpoint{Transport: "tcp", Addr: "db1:6388"}},
+		{in: "127.0.0.1", want: transport.Endpoint{Transport: "tcp", Addr: "127.0.0.1:6388"}},
+		{in: "::1", want: transport.Endpoint{Transport: "tcp", Addr: "[::1]:6388"}},
+		{in: "[::1]", want: transport.Endpoint{Transport: "tcp", Addr: "[::1]:6388"}},
+		{in: "/run/dflockd.sock", want: transport.Endpoint{Transport: "unix", Addr: "/run/dflockd.sock"}},
+		{in: "./d.sock", want: transport.Endpoint{Transport: "unix", Addr: filepath.Join(cwd, "d.sock")}},
+		{in: "run/d.sock", want: transport.Endpoint{Transport: "unix", Addr: filepath.Join(cwd, "run/d.sock")}},
+		{in: "db1:", wantErr: transport.ErrEndpoint},
 		{in: "bogus://127.0.0.1:6388", wantErr: transport.ErrUnknown},
 		{in: "tcp://", wantErr: transport.ErrEndpoint},
 		{in: "tls://", wantErr: transport.ErrEndpoint},
@@ -138,6 +151,25 @@ func TestParseEndpoint(t *testing.T) {
 				t.Errorf("round trip of %q: %+v, %v", got.String(), again, err)
 			}
 		})
+	}
+}
+
+// TestParseAddr: a bare host takes the transport given; a path is still
+// the Unix socket, and an explicit scheme wins.
+func TestParseAddr(t *testing.T) {
+	for in, want := range map[string]transport.Endpoint{
+		"db1":            {Transport: "tls", Addr: "db1:6388"},
+		"db1:7000":       {Transport: "tls", Addr: "db1:7000"},
+		"/run/d.sock":    {Transport: "unix", Addr: "/run/d.sock"},
+		"tcp://db1:7000": {Transport: "tcp", Addr: "db1:7000"},
+	} {
+		got, err := transport.ParseAddr(in, "TLS")
+		if err != nil || got != want {
+			t.Errorf("ParseAddr(%q, tls) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	if !transport.LooksLikePath("./x") || !transport.LooksLikePath("a/b") || transport.LooksLikePath("db1:6388") {
+		t.Error("LooksLikePath")
 	}
 }
 

@@ -8,39 +8,43 @@ import (
 	"os"
 	"runtime/pprof"
 	"strings"
-	"time"
 
 	"github.com/alecthomas/kong"
 
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/bench"
+	"github.com/dflockd/dflockd/internal/cliflag"
+	"github.com/dflockd/dflockd/internal/completion"
 	"github.com/dflockd/dflockd/internal/tlsflags"
+	"github.com/dflockd/dflockd/internal/version"
 	"github.com/dflockd/dflockd/transport"
 )
 
 // CLI is the bench command line.
 type CLI struct {
-	Run       RunCmd       `cmd:"" default:"withargs" help:"Measure a server (the default command)."`
-	Memory    MemoryCmd    `cmd:"" help:"Measure a dflockd binary's resident memory with idle connections and with held locks."`
-	AuthGuess AuthGuessCmd `cmd:"" name:"auth-guess" help:"Measure how many wrong auth tokens a client can try per second."`
+	Run        RunCmd           `cmd:"" default:"withargs" help:"Measure a server (the default command)."`
+	Memory     MemoryCmd        `cmd:"" help:"Measure a dflockd binary's resident memory with idle connections and with held locks."`
+	AuthGuess  AuthGuessCmd     `cmd:"" name:"auth-guess" help:"Measure how many wrong auth tokens a client can try per second."`
+	Completion completion.Cmd   `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	Version    kong.VersionFlag `name:"version" help:"Print the version and exit."`
 }
 
 // RunCmd is a benchmark run, a baseline comparison or a matrix.
 type RunCmd struct {
-	Mode        []string `name:"mode" default:"lock" sep:"," placeholder:"MODE" help:"What one operation does: lock (l+r), semaphore (sl+sr), twophase (e+w+r), handoff (all workers on one key), signal (publish; rate = delivered frames). --matrix accepts several, comma-separated."`
-	Workers     int      `name:"workers" default:"10" help:"Concurrent workers (> 0)."`
-	Rounds      int      `name:"rounds" default:"50" help:"Measured operations per worker (> 0)."`
-	Warmup      int      `name:"warmup" default:"10" help:"Unmeasured operations per worker before timing starts (all workers finish warm-up first)."`
-	Key         string   `name:"key" default:"bench" help:"Key, used as a prefix (<key>_<worker>) unless --shared-key; the channel in signal mode."`
-	SharedKey   bool     `name:"shared-key" help:"All workers contend on the literal --key."`
-	Timeout     int64    `name:"timeout" default:"30" help:"Acquire timeout sent with each l/sl/w, seconds (>= 0)."`
-	Lease       int64    `name:"lease" default:"10" help:"Lease sent with each acquire, seconds (0 = server default)."`
-	Limit       int      `name:"limit" default:"0" help:"Semaphore size in semaphore mode (0 = --workers)."`
-	Connections int      `name:"connections" default:"0" help:"Persistent connections per worker (0 = 1); operations rotate over them."`
-	Pipeline    int      `name:"pipeline" default:"1" help:"Operations in flight per worker (needs per-worker keys)."`
-	Listeners   int      `name:"listeners" default:"1" help:"Listening connections in signal mode."`
-	Servers     []string `name:"servers" default:"127.0.0.1:6388" sep:"," placeholder:"ADDR" help:"Comma list of endpoints (host:port, tls://host:port, unix:///path.sock, quic://host:port); worker i uses entry i mod n."`
-	Transport   string   `name:"transport" placeholder:"NAME" help:"Transport for addresses without a scheme, and of --local and --baseline servers (${transports}; default tcp)."`
+	Mode        []string        `name:"mode" default:"lock" sep:"," placeholder:"MODE" help:"What one operation does: lock (l+r), semaphore (sl+sr), twophase (e+w+r), handoff (all workers on one key), signal (publish; rate = delivered frames). --matrix accepts several, comma-separated."`
+	Workers     int             `name:"workers" default:"10" help:"Concurrent workers (> 0)."`
+	Rounds      int             `name:"rounds" default:"50" help:"Measured operations per worker (> 0)."`
+	Warmup      int             `name:"warmup" default:"10" help:"Unmeasured operations per worker before timing starts (all workers finish warm-up first)."`
+	Key         string          `name:"key" default:"bench" help:"Key, used as a prefix (<key>_<worker>) unless --shared-key; the channel in signal mode."`
+	SharedKey   bool            `name:"shared-key" help:"All workers contend on the literal --key."`
+	Timeout     cliflag.Seconds `name:"timeout" default:"30" placeholder:"SECONDS" help:"Acquire timeout sent with each l/sl/w, whole seconds (30, 30s, 5m; 500ms is refused)."`
+	Lease       cliflag.Seconds `name:"lease" default:"10" placeholder:"SECONDS" help:"Lease sent with each acquire, whole seconds (0 = server default)."`
+	Limit       int             `name:"limit" default:"0" help:"Semaphore size in semaphore mode (0 = --workers)."`
+	Connections int             `name:"connections" default:"0" help:"Persistent connections per worker (0 = 1); operations rotate over them."`
+	Pipeline    int             `name:"pipeline" default:"1" help:"Operations in flight per worker (needs per-worker keys)."`
+	Listeners   int             `name:"listeners" default:"1" help:"Listening connections in signal mode."`
+	Servers     []string        `name:"servers" default:"127.0.0.1:6388" sep:"," placeholder:"ADDR" help:"Comma list of endpoints (host[:port] with port 6388 by default, a socket path, tls://host:port, unix:///path.sock, quic://host:port); worker i uses entry i mod n."`
+	Transport   string          `name:"transport" placeholder:"NAME" help:"Transport for addresses without a scheme, and of --local and --baseline servers (${transports}; default tcp)."`
 
 	AuthToken     string `name:"auth-token" envvar:"DFLOCKD_AUTH_TOKEN" placeholder:"TOKEN" help:"Shared secret sent first on every connection."`
 	AuthTokenFile string `name:"auth-token-file" envvar:"DFLOCKD_AUTH_TOKEN_FILE" placeholder:"FILE" help:"File holding the shared secret (trimmed)."`
@@ -80,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		kong.Description("Measure a dflockd server's throughput and latency over any transport."),
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
-		kong.Vars{"transports": strings.Join(transport.Names(), ", ")},
+		kong.Vars{"transports": strings.Join(transport.Names(), ", "), "version": version.String("bench")},
 	)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
@@ -95,6 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 			code = int(c)
 		}
 	}()
+	completion.Complete(k) // exits when the shell asks for completions
 	kctx, err := k.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
@@ -131,7 +136,7 @@ func (c *RunCmd) config() (bench.Config, error) {
 	cfg := bench.Config{
 		Workers: c.Workers, Rounds: c.Rounds, Warmup: c.Warmup,
 		Key: c.Key, SharedKey: c.SharedKey,
-		Timeout: time.Duration(c.Timeout) * time.Second, Lease: time.Duration(c.Lease) * time.Second,
+		Timeout: c.Timeout.Duration(), Lease: c.Lease.Duration(),
 		Limit: c.Limit, Connections: c.Connections, Pipeline: c.Pipeline, Listeners: c.Listeners,
 	}
 	if len(c.Mode) != 1 && !c.Matrix {
@@ -174,10 +179,11 @@ func (c *RunCmd) config() (bench.Config, error) {
 		if s == "" {
 			return cfg, usagef("empty --servers entry")
 		}
-		if !strings.Contains(s, "://") && c.Transport != "" {
-			s = c.Transport + "://" + s
+		bare := c.Transport
+		if bare == "" {
+			bare = "tcp"
 		}
-		ep, err := transport.ParseEndpoint(s)
+		ep, err := transport.ParseAddr(s, bare)
 		if err != nil {
 			return cfg, usagef("--servers: %v", err)
 		}

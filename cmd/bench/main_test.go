@@ -93,8 +93,8 @@ func TestInvalidFlagsExit2(t *testing.T) {
 	}{
 		{[]string{"--workers", "0"}, "bench: --workers must be > 0"},
 		{[]string{"--rounds", "0"}, "bench: --rounds must be > 0"},
-		{[]string{"--timeout=-1"}, "bench: --timeout must be >= 0"},
-		{[]string{"--lease=-1"}, "bench: --lease must be >= 0"},
+		{[]string{"--timeout=-1"}, "bench: --timeout: negative duration"},
+		{[]string{"--lease=-1"}, "bench: --lease: negative duration"},
 		{[]string{"--connections=-1"}, "bench: --connections must be >= 0"},
 		{[]string{"--warmup=-1"}, "bench: --warmup must be >= 0"},
 		{[]string{"--servers", "a:1,,b:2"}, "bench: empty --servers entry"},

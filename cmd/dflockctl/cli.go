@@ -14,7 +14,11 @@ import (
 
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/client"
+	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/cliflag"
+	"github.com/dflockd/dflockd/internal/completion"
 	"github.com/dflockd/dflockd/internal/tlsflags"
+	"github.com/dflockd/dflockd/internal/version"
 	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/transport"
 )
@@ -22,7 +26,7 @@ import (
 // CLI is the dflockctl command line: global connection flags and one
 // command.
 type CLI struct {
-	Server        []string `name:"server" short:"s" default:"127.0.0.1:6388" sep:"," envvar:"DFLOCKD_SERVER" placeholder:"ADDR" help:"Server address: host:port, tls://host:port, unix:///path.sock or quic://host:port. lock and semaphore accept several (comma-separated) and pick one by the CRC-32 of the key, like the other clients."`
+	Server        []string `name:"server" short:"s" default:"127.0.0.1:6388" sep:"," envvar:"DFLOCKD_SERVER" placeholder:"ADDR" help:"Server address: host[:port] (port 6388 when omitted), a socket path (/run/dflockd.sock, ./d.sock), or a URL: tcp://, tls://host:port, unix:///path.sock, quic://host:port. lock and semaphore accept several (comma-separated) and pick one by the CRC-32 of the key, like the other clients."`
 	Transport     string   `name:"transport" envvar:"DFLOCKD_TRANSPORT" placeholder:"NAME" help:"Transport for addresses without a scheme (${transports}); default tcp, or tls when a TLS flag is set."`
 	AuthToken     string   `name:"auth-token" envvar:"DFLOCKD_AUTH_TOKEN" placeholder:"TOKEN" help:"Shared secret, if the server requires one (trimmed)."`
 	AuthTokenFile string   `name:"auth-token-file" envvar:"DFLOCKD_AUTH_TOKEN_FILE" placeholder:"FILE" help:"File holding the shared secret (trimmed); keeps it out of the process list."`
@@ -31,11 +35,17 @@ type CLI struct {
 	TLSKey        string   `name:"tls-key" envvar:"DFLOCKD_CLIENT_KEY" placeholder:"FILE" help:"PEM private key of --tls-cert."`
 	TLSServerName string   `name:"tls-server-name" envvar:"DFLOCKD_TLS_SERVER_NAME" placeholder:"NAME" help:"Name to verify the server certificate against (default: the host of the address)."`
 
+	DialTimeout    duration         `name:"dial-timeout" default:"5s" placeholder:"DURATION" help:"How long connecting may take, TLS and auth handshakes included (default 5s; 0 = no limit)."`
+	CommandTimeout duration         `name:"command-timeout" default:"10s" placeholder:"DURATION" help:"How long to wait for the server's answer to a request (default 10s; 0 = no limit). A lock or semaphore wait may take --timeout plus this; with --timeout forever it is not bounded."`
+	Version        kong.VersionFlag `name:"version" help:"Print the version and exit."`
+
 	Lock      LockCmd      `cmd:"" help:"Run a command while holding a lock."`
 	Semaphore SemaphoreCmd `cmd:"" help:"Run a command while holding one slot of a semaphore."`
 	Signal    SignalCmd    `cmd:"" help:"Send a signal and print how many listeners received it."`
 	Listen    ListenCmd    `cmd:"" help:"Print signals matching a pattern, one \"channel payload\" line each, until interrupted."`
 	Stats     StatsCmd     `cmd:"" help:"Show the server's locks, semaphores, idle keys, signal channels and clients."`
+
+	Completion completion.Cmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 
 	env     *envResolver
 	command string // the selected command's name
@@ -43,31 +53,43 @@ type CLI struct {
 
 // holdFlags are the flags shared by lock and semaphore.
 type holdFlags struct {
-	Timeout   waitTime `name:"timeout" short:"t" default:"forever" placeholder:"DURATION" help:"How long to wait for the lock: a duration (30s, 5m), a number of seconds, or forever (the default); 0 tries once."`
-	TTL       duration `name:"ttl" default:"0" placeholder:"DURATION" help:"Lease to ask for, renewed in the background while the command runs (rounded up to whole seconds; 0 = the server's default)."`
-	KillAfter duration `name:"kill-after" default:"10s" placeholder:"DURATION" help:"When the lease is lost the command gets SIGTERM, then SIGKILL after this long (default 10s)."`
+	Timeout      waitTime        `name:"timeout" short:"t" default:"forever" placeholder:"DURATION" help:"How long to wait: whole seconds (30, 30s, 5m; 500ms or 1.5s are refused) or forever (the default); 0 tries once."`
+	TTL          cliflag.Seconds `name:"ttl" default:"0" placeholder:"DURATION" help:"Lease to ask for, in whole seconds (30, 30s, 5m), renewed in the background while held (0 = the server's default)."`
+	KillAfter    duration        `name:"kill-after" default:"10s" placeholder:"DURATION" help:"When the lease is lost the command gets SIGTERM, then SIGKILL after this long (default 10s)."`
+	ShellCommand string          `name:"command" short:"c" placeholder:"STRING" help:"Run STRING with sh -c instead of COMMAND (as flock -c)."`
+	ConflictExit int             `name:"conflict-exit-code" short:"E" default:"1" placeholder:"N" help:"Exit status when not acquired within --timeout (0-255, default 1), to tell it from COMMAND's own (as flock -E)."`
 }
 
 // LockCmd runs a command while holding a lock.
 type LockCmd struct {
 	Key     string   `arg:"" name:"key" help:"Lock key (1-256 bytes, no whitespace)."`
-	Command []string `arg:"" name:"command" passthrough:"partial" help:"Command to run, with its arguments (after --)."`
+	Command []string `arg:"" optional:"" name:"command" passthrough:"partial" help:"Command to run, with its arguments (after --). Without one (and without -c), hold until interrupted."`
 	holdFlags
 }
 
 // holdHelp is the detailed help of lock and semaphore.
-const holdHelp = `Acquires the %[1]s, runs COMMAND with the %[1]s held and releases it when
-COMMAND exits. The lease is renewed in the background; if it is lost anyway
-(server gone, lease expired), COMMAND gets SIGTERM and, --kill-after later,
-SIGKILL. SIGINT, SIGTERM and SIGHUP are forwarded to COMMAND (while waiting
-for the %[1]s they abort the wait). COMMAND sees DFLOCKCTL_KEY and
-DFLOCKCTL_TOKEN, the lease token, which also serves as a fencing token.
+const holdHelp = `Acquires the %[1]s, runs COMMAND (or -c STRING through sh -c) with the %[1]s
+held and releases it when COMMAND exits. The lease is renewed in the
+background; if it is lost anyway (server gone, lease expired), COMMAND gets
+SIGTERM and, --kill-after later, SIGKILL. SIGINT, SIGTERM and SIGHUP are
+forwarded to COMMAND (while waiting for the %[1]s they abort the wait).
+COMMAND sees DFLOCKCTL_KEY and DFLOCKCTL_TOKEN, the lease token, which also
+serves as a fencing token.
 
-Exit status: COMMAND's own; 1 if the %[1]s was not acquired within --timeout;
-2 on a usage or configuration error; 3 on a server or connection error; 4 if
-the lease was lost and COMMAND stopped; 126 if COMMAND could not be started;
-127 if it was not found; 128+N if COMMAND was killed by signal N or the wait
-was interrupted by signal N.`
+Without COMMAND and -c, dflockctl prints what it holds and keeps the %[1]s
+until SIGINT or SIGTERM (Ctrl-C; exit 0 after releasing it) or until the
+lease is lost (exit 4), as etcdctl lock does.
+
+Timeouts: connecting is bounded by --dial-timeout; the wait itself by
+--timeout, and the server's answer may then take --command-timeout more
+before dflockctl gives up on it (with --timeout forever the wait is not
+bounded). Durations sent to the server are whole seconds.
+
+Exit status: COMMAND's own; 1 (or --conflict-exit-code) if the %[1]s was not
+acquired within --timeout; 2 on a usage or configuration error; 3 on a
+server or connection error; 4 if the lease was lost (COMMAND was stopped);
+126 if COMMAND could not be started; 127 if it was not found; 128+N if
+COMMAND was killed by signal N or the wait was interrupted by signal N.`
 
 // Help implements kong.HelpProvider.
 func (LockCmd) Help() string { return fmt.Sprintf(holdHelp, "lock") }
@@ -79,14 +101,15 @@ func (SemaphoreCmd) Help() string { return fmt.Sprintf(holdHelp, "slot") }
 type SemaphoreCmd struct {
 	Key     string   `arg:"" name:"key" help:"Semaphore key (1-256 bytes, no whitespace)."`
 	Limit   int      `arg:"" name:"limit" help:"Number of slots; every user of the key must give the same limit."`
-	Command []string `arg:"" name:"command" passthrough:"partial" help:"Command to run, with its arguments (after --)."`
+	Command []string `arg:"" optional:"" name:"command" passthrough:"partial" help:"Command to run, with its arguments (after --). Without one (and without -c), hold until interrupted."`
 	holdFlags
 }
 
 // SignalCmd sends one signal.
 type SignalCmd struct {
-	Channel string   `arg:"" name:"channel" help:"Channel to signal (no wildcards)."`
-	Payload []string `arg:"" name:"payload" help:"Payload; several words are joined with single spaces."`
+	Channel      string   `arg:"" name:"channel" help:"Channel to signal (no wildcards)."`
+	Payload      []string `arg:"" name:"payload" help:"Payload; several words are joined with single spaces; - reads it from standard input (one line)."`
+	MinReceivers int      `name:"min-receivers" default:"0" placeholder:"N" help:"Exit with status 1 when fewer than N listeners received the signal."`
 }
 
 // ListenCmd prints signals.
@@ -94,6 +117,7 @@ type ListenCmd struct {
 	Pattern string `arg:"" name:"pattern" help:"Channel or pattern: * matches one dot-separated token, a final > the rest."`
 	Group   string `name:"group" short:"g" placeholder:"NAME" help:"Join this queue group: each signal goes to one member of the group."`
 	Count   int    `name:"count" short:"n" default:"0" placeholder:"N" help:"Exit after N signals (0 = run until interrupted)."`
+	JSON    bool   `name:"json" help:"Print one JSON object per signal: {\"time\":RFC 3339 with nanoseconds,\"channel\":...,\"payload\":...}."`
 }
 
 // StatsCmd prints the server's state.
@@ -101,8 +125,8 @@ type StatsCmd struct {
 	JSON bool `name:"json" help:"Print the server's raw JSON answer instead of a table."`
 }
 
-// waitTime is the --timeout flag: a duration, a bare number of seconds,
-// or "forever".
+// waitTime is the --timeout flag: whole seconds (cliflag.Seconds) or
+// "forever".
 type waitTime struct {
 	d       time.Duration
 	forever bool
@@ -115,11 +139,11 @@ func (w *waitTime) UnmarshalText(b []byte) error {
 		*w = waitTime{forever: true}
 		return nil
 	}
-	var d duration
-	if err := d.UnmarshalText(b); err != nil {
+	var s cliflag.Seconds
+	if err := s.UnmarshalText(b); err != nil {
 		return err
 	}
-	*w = waitTime{d: time.Duration(d)}
+	*w = waitTime{d: s.Duration()}
 	return nil
 }
 
@@ -135,8 +159,9 @@ func (w waitTime) acquireTimeout() time.Duration {
 	return w.d
 }
 
-// duration is a non-negative duration flag that also accepts a bare
-// number of seconds ("30" = 30s).
+// duration is a non-negative duration flag for what dflockctl times
+// itself (not sent to the server, so fractions are fine); a bare number is
+// seconds ("30" = 30s).
 type duration time.Duration
 
 // UnmarshalText implements encoding.TextUnmarshaler for kong.
@@ -158,15 +183,6 @@ func (d *duration) UnmarshalText(b []byte) error {
 	}
 	*d = duration(v)
 	return nil
-}
-
-// wholeSeconds returns d in seconds, rounded up.
-func (d duration) wholeSeconds() int64 {
-	s := int64(time.Duration(d) / time.Second)
-	if time.Duration(d)%time.Second != 0 {
-		s++
-	}
-	return s
 }
 
 // usageError is a command-line or configuration error (exit status 2).
@@ -200,7 +216,7 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		kong.Exit(func(code int) { panic(exitPanic(code)) }),
 		kong.Resolvers(cli.env),
 		kong.ValueFormatter(helpWithEnv),
-		kong.Vars{"transports": strings.Join(transport.Names(), ", ")},
+		kong.Vars{"transports": strings.Join(transport.Names(), ", "), "version": version.String("dflockctl")},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("build command line: %w", err)
@@ -214,6 +230,7 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 			cli, err = nil, &exitRequest{code: int(code)}
 		}
 	}()
+	completion.Complete(k) // exits when the shell asks for completions
 	kctx, err := k.Parse(args)
 	if err != nil {
 		return nil, usagef("%w (see dflockctl --help)", err)
@@ -261,11 +278,13 @@ func (c *CLI) validate() error {
 		}
 	}
 	hold := func(cmd []string, h holdFlags) error {
-		if len(commandArgs(cmd)) == 0 {
-			return usagef("%s: no command given (dflockctl %s KEY ... -- COMMAND [ARG...])", c.command, c.command)
-		}
-		if s := h.TTL.wholeSeconds(); s > protocol.MaxSeconds {
-			return usagef("--ttl: %d seconds is more than the %d the server accepts", s, protocol.MaxSeconds)
+		switch {
+		case h.ShellCommand != "" && len(cmd) > 0:
+			return usagef("%s: give either -c STRING or COMMAND, not both", c.command)
+		case len(cmd) > 0 && len(commandArgs(cmd)) == 0:
+			return usagef("%s: no command given after -- (dflockctl %s KEY ... -- COMMAND [ARG...]; leave out -- to hold until interrupted)", c.command, c.command)
+		case h.ConflictExit < 0 || h.ConflictExit > 255:
+			return usagef("--conflict-exit-code must be 0-255, got %d", h.ConflictExit)
 		}
 		return nil
 	}
@@ -281,6 +300,16 @@ func (c *CLI) validate() error {
 		if c.Listen.Count < 0 {
 			return usagef("--count must be >= 0, got %d", c.Listen.Count)
 		}
+		if p := c.Listen.Pattern; !core.ValidPattern(p) || len(p) > protocol.MaxLine {
+			return usagef("listen: bad pattern %q: want 1 to %d bytes without whitespace, where * stands for one whole dot-separated token and > for the rest, only as the last token (e.g. jobs.*.done, jobs.>)", p, protocol.MaxLine)
+		}
+	case "signal":
+		if c.Signal.MinReceivers < 0 {
+			return usagef("--min-receivers must be >= 0, got %d", c.Signal.MinReceivers)
+		}
+		if ch := c.Signal.Channel; !protocol.ValidChannel(ch) {
+			return usagef("signal: bad channel %q: want 1 to %d bytes without whitespace, '*' or '>' (wildcards are for listen)", ch, protocol.MaxLine)
+		}
 	}
 	return nil
 }
@@ -291,10 +320,14 @@ func (c *CLI) tlsWanted() bool {
 }
 
 // transportOf names the transport an address will use, as the client
-// works it out: its scheme, else --transport, else tls or tcp.
+// works it out: its scheme, else unix for a path, else --transport, else
+// tls or tcp.
 func (c *CLI) transportOf(addr string) string {
 	if scheme, _, ok := strings.Cut(addr, "://"); ok {
 		return strings.ToLower(scheme)
+	}
+	if transport.LooksLikePath(addr) {
+		return "unix"
 	}
 	if c.Transport != "" {
 		return strings.ToLower(c.Transport)
@@ -308,7 +341,10 @@ func (c *CLI) transportOf(addr string) string {
 // clientOptions builds the connection options: transport, TLS and auth
 // token. File errors are usage errors.
 func (c *CLI) clientOptions() (client.Options, error) {
-	opts := client.Options{Transport: c.Transport}
+	opts := client.Options{Transport: c.Transport, DialTimeout: time.Duration(c.DialTimeout)}
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = -1 // no limit, rather than the client's default
+	}
 	token, err := c.authToken()
 	if err != nil {
 		return opts, err

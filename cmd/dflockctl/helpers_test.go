@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -109,12 +110,18 @@ type proc struct {
 // command it is running, and waited for.
 func start(t *testing.T, env map[string]string, args ...string) *proc {
 	t.Helper()
+	return startIn(t, strings.NewReader(""), env, args...)
+}
+
+// startIn is start with stdin as dflockctl's standard input.
+func startIn(t *testing.T, stdin io.Reader, env map[string]string, args ...string) *proc {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	p := &proc{done: make(chan struct{}), cancel: cancel}
 	getenv := func(k string) string { return env[k] }
 	go func() {
 		defer close(p.done)
-		p.code = run(ctx, args, &p.stdout, &p.stderr, getenv)
+		p.code = run(ctx, args, stdin, &p.stdout, &p.stderr, getenv)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -29,19 +29,29 @@ var forwarded = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 // holdSpec describes one lock or semaphore command.
 type holdSpec struct {
-	kind    string // "lock" or "semaphore"
-	key     string
-	limit   int // semaphore only
-	command []string
-	flags   holdFlags
+	kind           string // "lock" or "semaphore"
+	key            string
+	limit          int // semaphore only
+	command        []string
+	flags          holdFlags
+	commandTimeout time.Duration // for the server's answer beyond --timeout; 0 = none
 }
 
-// what names the resource in messages.
+// what names what is held in messages: a lock, or a slot of a semaphore.
 func (s holdSpec) what() string {
 	if s.kind == "semaphore" {
-		return fmt.Sprintf("semaphore %q (limit %d)", s.key, s.limit)
+		return fmt.Sprintf("a slot of semaphore %q (limit %d)", s.key, s.limit)
 	}
 	return fmt.Sprintf("lock %q", s.key)
+}
+
+// argv returns the command to run: -c STRING through sh -c, else COMMAND
+// and its arguments; nil means none (hold until interrupted).
+func (s holdSpec) argv() []string {
+	if s.flags.ShellCommand != "" {
+		return []string{"sh", "-c", s.flags.ShellCommand}
+	}
+	return commandArgs(s.command)
 }
 
 // leaseHolder is what hold needs of client.Lock and client.Semaphore.
@@ -71,17 +81,19 @@ func hold(ctx context.Context, spec holdSpec, servers []string, opts client.Opti
 		}
 	}
 	timeout := spec.flags.Timeout.acquireTimeout()
-	ttl := int(spec.flags.TTL.wholeSeconds())
+	ttl := int(spec.flags.TTL)
 	var h leaseHolder
 	if spec.kind == "semaphore" {
 		h = &client.Semaphore{
 			Key: spec.key, Limit: spec.limit, AcquireTimeout: timeout, LeaseTTL: ttl, Servers: servers,
-			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Transport: opts.Transport, OnRenewError: onLost,
+			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Transport: opts.Transport,
+			DialTimeout: opts.DialTimeout, OnRenewError: onLost,
 		}
 	} else {
 		h = &client.Lock{
 			Key: spec.key, AcquireTimeout: timeout, LeaseTTL: ttl, Servers: servers,
-			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Transport: opts.Transport, OnRenewError: onLost,
+			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Transport: opts.Transport,
+			DialTimeout: opts.DialTimeout, OnRenewError: onLost,
 		}
 	}
 	defer h.Close() // a no-op after Release
@@ -90,13 +102,23 @@ func hold(ctx context.Context, spec holdSpec, servers []string, opts client.Opti
 	signal.Notify(sigs, forwarded...)
 	defer signal.Stop(sigs)
 
-	if code, ok := acquire(ctx, h, spec, sigs, stderr); !ok {
+	if code, ok := acquire(ctx, h, spec, opts.DialTimeout, sigs, stderr); !ok {
 		return code
 	}
-	argv := commandArgs(spec.command)
-	code, lostErr := supervise(ctx, spec, argv, h.Token(), sigs, lost, stdout, stderr)
+	argv := spec.argv()
+	var (
+		code    int
+		lostErr error
+	)
+	if len(argv) == 0 {
+		code, lostErr = holdUntilInterrupted(ctx, spec, h.Token(), sigs, lost, stdout, stderr)
+	} else {
+		code, lostErr = supervise(ctx, spec, argv, h.Token(), sigs, lost, stdout, stderr)
+	}
 	if lostErr != nil {
-		fmt.Fprintf(stderr, "dflockctl: %s was stopped because the lease on %s was lost\n", argv[0], spec.what())
+		if len(argv) > 0 {
+			fmt.Fprintf(stderr, "dflockctl: %s was stopped because the lease on %s was lost\n", argv[0], spec.what())
+		}
 		return exitLeaseLost
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
@@ -111,9 +133,22 @@ func hold(ctx context.Context, spec holdSpec, servers []string, opts client.Opti
 
 // acquire waits for the lock or slot. A forwarded signal aborts the wait.
 // It reports whether the lease is held; if not, code is the exit status.
-func acquire(ctx context.Context, h leaseHolder, spec holdSpec, sigs <-chan os.Signal, stderr io.Writer) (code int, held bool) {
+func acquire(ctx context.Context, h leaseHolder, spec holdSpec, dialTimeout time.Duration, sigs <-chan os.Signal, stderr io.Writer) (code int, held bool) {
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The server answers a wait within --timeout; beyond it, connecting
+	// and the answer itself get --dial-timeout and --command-timeout.
+	if !spec.flags.Timeout.forever && spec.commandTimeout > 0 {
+		dial := max(dialTimeout, 0)
+		late := &answerTimeout{command: spec.kind, after: dial + spec.flags.Timeout.d + spec.commandTimeout,
+			detail: fmt.Sprintf("--timeout %s + --command-timeout %s", spec.flags.Timeout.d, spec.commandTimeout)}
+		if dial > 0 {
+			late.detail += fmt.Sprintf(" + --dial-timeout %s", dial)
+		}
+		var cancelT context.CancelFunc
+		actx, cancelT = context.WithTimeoutCause(actx, late.after, late)
+		defer cancelT()
+	}
 	type result struct {
 		ok  bool
 		err error
@@ -144,17 +179,36 @@ func acquire(ctx context.Context, h leaseHolder, spec holdSpec, sigs <-chan os.S
 		return signalStatus(sig), false
 	case r.err != nil && ctx.Err() != nil:
 		fmt.Fprintf(stderr, "dflockctl: gave up waiting for %s: %v\n", spec.what(), context.Cause(ctx))
-		return exitNotAcquired, false
+		return spec.flags.ConflictExit, false
 	case r.err != nil:
 		return report(stderr, fmt.Errorf("%s %s: %w", spec.kind, spec.key, r.err)), false
 	case !r.ok && spec.flags.Timeout.acquireTimeout() < 0:
 		fmt.Fprintf(stderr, "dflockctl: %s is not available (--timeout 0)\n", spec.what())
-		return exitNotAcquired, false
+		return spec.flags.ConflictExit, false
 	case !r.ok:
 		fmt.Fprintf(stderr, "dflockctl: timed out after %s waiting for %s\n", spec.flags.Timeout.d, spec.what())
-		return exitNotAcquired, false
+		return spec.flags.ConflictExit, false
 	}
 	return exitOK, true
+}
+
+// holdUntilInterrupted keeps the lease, with no command, until SIGINT or
+// SIGTERM (or SIGHUP) arrives or ctx ends (status 0; the caller
+// releases), or the lease is lost (it returns the renewal error).
+func holdUntilInterrupted(ctx context.Context, spec holdSpec, token string, sigs <-chan os.Signal,
+	lost <-chan error, stdout, stderr io.Writer) (int, error) {
+	if _, err := fmt.Fprintf(stdout, "holding %s (token %s); Ctrl-C releases it\n", spec.what(), token); err != nil {
+		fmt.Fprintf(stderr, "dflockctl: write output: %v\n", err)
+	}
+	select {
+	case s := <-sigs:
+		fmt.Fprintf(stderr, "dflockctl: %v: releasing %s\n", s, spec.what())
+	case <-ctx.Done():
+	case err := <-lost:
+		fmt.Fprintf(stderr, "dflockctl: lost the lease on %s: %s\n", spec.what(), describe(err))
+		return exitLeaseLost, err
+	}
+	return exitOK, nil
 }
 
 // supervise runs the command and waits for it, forwarding signals. When

@@ -14,15 +14,17 @@ import (
 
 // run fetches the server's stats and prints them as a table, or as the
 // raw JSON object with --json.
-func (c *StatsCmd) run(ctx context.Context, addr string, opts client.Options, stdout io.Writer) error {
-	conn, err := client.Dial(ctx, addr, opts)
+func (c *StatsCmd) run(ctx context.Context, srv target, stdout io.Writer) error {
+	conn, err := srv.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	raw, err := conn.StatsRaw(ctx)
+	rctx, cancel := srv.request(ctx, "stats")
+	defer cancel()
+	raw, err := conn.StatsRaw(rctx)
 	if err != nil {
-		return err
+		return srv.failed("stats", err)
 	}
 	var out bytes.Buffer
 	if c.JSON {

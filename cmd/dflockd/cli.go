@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -18,24 +17,14 @@ import (
 
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/completion"
+	"github.com/dflockd/dflockd/internal/version"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
 )
 
-// version is the build version; release builds set it with
-// -ldflags "-X main.version=v1.2.3". Empty means "ask the Go build info".
-var version = ""
-
-// buildVersion returns the version printed by --version and logged at start.
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
+// buildVersion returns the version logged at start (see internal/version).
+func buildVersion() string { return version.Version() }
 
 // maxSeconds is the largest whole number of seconds whose nanosecond form
 // fits in an int64 (a time.Duration): 9223372036.
@@ -45,9 +34,11 @@ const maxSeconds = math.MaxInt64 / int64(time.Second)
 // default command, so `dflockd --port 7000` serves; gen-cert writes
 // certificates.
 type CLI struct {
-	Serve   ServeCmd         `cmd:"" default:"withargs" help:"Run the server (the default command)."`
-	GenCert GenCertCmd       `cmd:"" name:"gen-cert" help:"Write a CA, a server certificate and a client certificate for TLS, mTLS and QUIC."`
-	Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	Serve      ServeCmd         `cmd:"" default:"withargs" help:"Run the server (the default command)."`
+	GenCert    GenCertCmd       `cmd:"" name:"gen-cert" help:"Write a CA, a server certificate and a client certificate for TLS, mTLS and QUIC."`
+	Version    VersionCmd       `cmd:"" help:"Print the version."`
+	Completion completion.Cmd   `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
+	VersionF   kong.VersionFlag `name:"version" help:"Print the version and exit."`
 
 	env     *envResolver // shared with Serve
 	command string       // the selected command: "serve" or "gen-cert"
@@ -99,6 +90,16 @@ type ServeCmd struct {
 	unixMode    fs.FileMode  // parsed --unix-socket-mode
 }
 
+// VersionCmd is `dflockd version`: the same line as --version.
+type VersionCmd struct{}
+
+// BeforeApply prints the version and exits with status 0.
+func (VersionCmd) BeforeApply(app *kong.Kong, vars kong.Vars) error {
+	fmt.Fprintln(app.Stdout, vars["version"])
+	app.Exit(0)
+	return nil
+}
+
 // exitError reports that kong asked to exit early (--help, --version).
 type exitError struct{ code int }
 
@@ -126,6 +127,7 @@ func parse(args []string, lookupEnv func(string) (string, bool), stdout, stderr 
 			cli, err = nil, &exitError{code: int(code)}
 		}
 	}()
+	completion.Complete(k) // exits when the shell asks for completions
 	kctx, err := k.Parse(goFlagArgs(args, flagKinds(k.Model)))
 	if cli.env.err != nil {
 		// A bad variable, reported as it is (kong would prefix the flag).
@@ -156,7 +158,7 @@ func newKong(cli *CLI, stdout, stderr io.Writer) (*kong.Kong, error) {
 		kong.ValueFormatter(helpWithEnv),
 		kong.Help(printHelp),
 		kong.Vars{
-			"version":    "dflockd " + buildVersion(),
+			"version":    version.String("dflockd"),
 			"transports": strings.Join(transport.Names(), ", "),
 		},
 	)
