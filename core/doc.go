@@ -39,7 +39,9 @@
 //     resource.mu; a waiter blocks on its own one-slot channel, never on a
 //     lock. A key with waiters registers its earliest lease expiry in the
 //     deadline heap (expiryHeap.mu, a global mutex taken only on this slow
-//     path) so Run hands an expired lease on within milliseconds.
+//     path) so Run hands an expired lease on within milliseconds. The
+//     heap holds one entry per key; a renew that makes the key's
+//     earliest end sooner moves that entry.
 //   - Sweep, CollectIdle and Stats iterate the maps with Range (lock-free)
 //     and take each resource.mu in turn.
 //   - CollectIdle deletes inside a bucket-level Compute and only takes

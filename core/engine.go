@@ -288,8 +288,11 @@ func (e *Engine) CollectIdle() int {
 func (e *Engine) Keys() int { return int(e.nkeys.Load()) }
 
 // expiryHeap is a min-heap of (deadline, resource) with its own mutex.
-// Lock order: resource.mu may be held while taking expiryHeap.mu, never
-// the other way round.
+// It holds at most one entry per resource: registering an earlier
+// deadline for a resource already in the heap moves its entry (the
+// resource's hpos says where it is), so a client that keeps shortening a
+// lease cannot make the heap grow. Lock order: resource.mu may be held
+// while taking expiryHeap.mu, never the other way round.
 type expiryHeap struct {
 	mu    sync.Mutex
 	items deadlines
@@ -301,24 +304,41 @@ type deadlineItem struct {
 	r  *resource
 }
 
+// deadlines implements heap.Interface and keeps each resource's hpos
+// (1 + its index, 0 = absent) up to date; expiryHeap.mu is held.
 type deadlines []deadlineItem
 
 func (d deadlines) Len() int           { return len(d) }
 func (d deadlines) Less(i, j int) bool { return d[i].at < d[j].at }
-func (d deadlines) Swap(i, j int)      { d[i], d[j] = d[j], d[i] }
-func (d *deadlines) Push(x any)        { *d = append(*d, x.(deadlineItem)) }
+func (d deadlines) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].r.hpos = int32(i + 1)
+	d[j].r.hpos = int32(j + 1)
+}
+func (d *deadlines) Push(x any) {
+	it := x.(deadlineItem)
+	it.r.hpos = int32(len(*d) + 1)
+	*d = append(*d, it)
+}
 func (d *deadlines) Pop() any {
 	old := *d
 	it := old[len(old)-1]
 	old[len(old)-1] = deadlineItem{}
 	*d = old[:len(old)-1]
+	it.r.hpos = 0
 	return it
 }
 
+// push registers at as r's deadline, replacing any entry r already has.
 func (h *expiryHeap) push(at int64, r *resource) {
 	h.mu.Lock()
-	first := len(h.items) == 0 || at < h.items[0].at
-	heap.Push(&h.items, deadlineItem{at: at, r: r})
+	if i := int(r.hpos) - 1; i >= 0 {
+		h.items[i].at = at
+		heap.Fix(&h.items, i)
+	} else {
+		heap.Push(&h.items, deadlineItem{at: at, r: r})
+	}
+	first := h.items[0].r == r
 	h.mu.Unlock()
 	if first {
 		select {
@@ -345,4 +365,11 @@ func (h *expiryHeap) peek() (int64, bool) {
 		return 0, false
 	}
 	return h.items[0].at, true
+}
+
+// len returns the number of registered deadlines.
+func (h *expiryHeap) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.items)
 }
