@@ -128,6 +128,9 @@ func (sess *session) lock(req *protocol.Request) (CloseReason, bool) {
 		}
 	}
 	if err != nil {
+		if sess.cancelledByDrain(err) {
+			return sess.refuseDraining(), true
+		}
 		sess.fail(err)
 		return 0, false
 	}
@@ -163,6 +166,9 @@ func (sess *session) wait(req *protocol.Request) (CloseReason, bool) {
 		l, err = e.Wait(sess.srv.base, sess.owner, k, key, req.Timeout)
 	}
 	if err != nil {
+		if sess.cancelledByDrain(err) {
+			return sess.refuseDraining(), true
+		}
 		sess.reply(statusOf(err))
 		return 0, false
 	}
