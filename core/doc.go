@@ -34,19 +34,31 @@
 //     only by idle-key GC, come from a coarse engine clock refreshed by
 //     every exact reading and by Run).
 //   - Creating a key: one bucket-level Compute that reserves a slot in the
-//     global key counter (an atomic) and inserts, so MaxKeys is exact.
+//     global key counter (an atomic) and inserts, so MaxKeys is exact. The
+//     new resource is locked inside that Compute (its mutex is not yet
+//     shared, so this never blocks): no collector can delete it before its
+//     first holder or waiter is in place.
+//   - Creating a key at MaxKeys: reclaim collects every idle key on the
+//     spot, as CollectIdle does, under reclaimer.mu (one collection at a
+//     time; callers that queued behind one reuse its result) and not again
+//     until a gap of 16× its duration (1 ms to 1 s) has passed, then the
+//     insert is retried once.
 //   - Contended keys (the slow path): waiters are queued under
 //     resource.mu; a waiter blocks on its own one-slot channel, never on a
 //     lock. A key with waiters registers its earliest lease expiry in the
 //     deadline heap (expiryHeap.mu, a global mutex taken only on this slow
-//     path) so Run hands an expired lease on within milliseconds.
+//     path) so Run hands an expired lease on within milliseconds. The
+//     heap holds one entry per key; a renew that makes the key's
+//     earliest end sooner moves that entry.
 //   - Sweep, CollectIdle and Stats iterate the maps with Range (lock-free)
 //     and take each resource.mu in turn.
 //   - CollectIdle deletes inside a bucket-level Compute and only takes
 //     resource.mu there with TryLock, so no callback ever blocks.
 //
-// Lock order: map bucket (Compute) → resource.mu (TryLock only) ;
-// resource.mu → expiryHeap.mu. No code holds two resource mutexes at once,
+// Lock order: reclaimer.mu → map bucket (Compute) → resource.mu (TryLock
+// only, or Lock of a resource not yet in the map) ; reclaimer.mu →
+// resource.mu ; resource.mu → expiryHeap.mu. Nothing takes reclaimer.mu
+// while holding another lock. No code holds two resource mutexes at once,
 // and nothing takes a bucket lock while holding resource.mu.
 //
 // # Waiters and cancellation

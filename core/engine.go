@@ -3,6 +3,7 @@ package core
 import (
 	"container/heap"
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ type Engine struct {
 	nkeys  atomic.Int64 // live resources in both namespaces
 	fence  fence
 	exp    expiryHeap
+	rc     reclaimer
 	subs   sublist // pub/sub subscriptions (sublist.go)
 }
 
@@ -113,9 +115,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// lookup returns the live resource for key, creating it with limit when
-// absent. It never returns a dead resource unlocked... it returns the
-// resource locked.
+// lockResource returns the live resource for key, locked, creating it
+// with limit when absent and create is set. It never returns a dead
+// (collected) resource; nil with a nil error means the key does not
+// exist and create was unset.
 func (e *Engine) lockResource(k Kind, key string, limit int, create bool) (*resource, error) {
 	m := e.ns[k]
 	for {
@@ -124,10 +127,14 @@ func (e *Engine) lockResource(k Kind, key string, limit int, create bool) (*reso
 			if !create {
 				return nil, nil
 			}
+			var fresh bool
 			var err error
-			r, err = e.create(m, k, key, limit)
+			r, fresh, err = e.create(m, k, key, limit)
 			if err != nil {
 				return nil, err
+			}
+			if fresh {
+				return r, nil // created locked: no collector can take it
 			}
 		}
 		r.mu.Lock()
@@ -138,16 +145,34 @@ func (e *Engine) lockResource(k Kind, key string, limit int, create bool) (*reso
 	}
 }
 
-// create inserts a new resource unless MaxKeys would be exceeded. The
-// reservation happens inside the bucket-level Compute, so two creators of
-// the same key cannot both count it, and the cap is exact.
-func (e *Engine) create(m *xsync.MapOf[string, *resource], k Kind, key string, limit int) (*resource, error) {
-	now := e.now()
-	max := int64(e.opts.MaxKeys)
+// create inserts a new resource unless MaxKeys would be exceeded; fresh
+// reports that r is the new resource, returned locked. When the cap is
+// reached, idle keys are collected on the spot (see reclaim) and the
+// insert is tried once more, so that ErrMaxKeys means "that many keys are
+// in use", not "that many keys were used lately".
+func (e *Engine) create(m *xsync.MapOf[string, *resource], k Kind, key string, limit int) (r *resource, fresh bool, err error) {
 	// Callers may pass keys that alias reusable buffers; the map and the
 	// resource keep this copy.
 	key = strings.Clone(key)
-	r, _ := m.Compute(key, func(old *resource, loaded bool) (*resource, bool) {
+	if r, fresh, ok := e.insert(m, k, key, limit); ok {
+		return r, fresh, nil
+	}
+	if e.reclaim() {
+		if r, fresh, ok := e.insert(m, k, key, limit); ok {
+			return r, fresh, nil
+		}
+	}
+	return nil, false, e.refuse()
+}
+
+// insert returns key's resource, creating it (fresh, and locked) when
+// absent. ok is false when creating it would exceed MaxKeys. The
+// reservation happens inside the bucket-level Compute, so two creators
+// of the same key cannot both count it, and the cap is exact.
+func (e *Engine) insert(m *xsync.MapOf[string, *resource], k Kind, key string, limit int) (r *resource, fresh, ok bool) {
+	now := e.now()
+	max := int64(e.opts.MaxKeys)
+	r, _ = m.Compute(key, func(old *resource, loaded bool) (*resource, bool) {
 		if loaded {
 			return old, false
 		}
@@ -155,12 +180,15 @@ func (e *Engine) create(m *xsync.MapOf[string, *resource], k Kind, key string, l
 			e.nkeys.Add(-1)
 			return nil, true
 		}
-		return newResource(key, k, limit, now), false
+		nr := newResource(key, k, limit, now)
+		// Locked before anyone else can see it, so the Lock never
+		// blocks, and no collector can delete the key between its
+		// creation and its first holder or waiter.
+		nr.mu.Lock()
+		fresh = true
+		return nr, false
 	})
-	if r == nil {
-		return nil, ErrMaxKeys
-	}
-	return r, nil
+	return r, fresh, r != nil
 }
 
 // grant hands free slots to queued waiters in FIFO order. r.mu is held.
@@ -250,7 +278,13 @@ func (e *Engine) Sweep() int {
 // least Options.GCMaxIdle, and returns how many it deleted. The key count
 // is decremented inside the same bucket-locked step that deletes the key.
 func (e *Engine) CollectIdle() int {
-	cutoff := e.now() - int64(e.opts.GCMaxIdle)
+	return e.collect(e.now() - int64(e.opts.GCMaxIdle))
+}
+
+// collect deletes idle keys last active at or before cutoff (engine
+// nanos) and returns how many it deleted. A key in use at that moment
+// (its mutex held) is skipped, never waited for inside Compute.
+func (e *Engine) collect(cutoff int64) int {
 	n := 0
 	for _, m := range e.ns {
 		m.Range(func(key string, r *resource) bool {
@@ -284,12 +318,82 @@ func (e *Engine) CollectIdle() int {
 	return n
 }
 
+// Bounds of on-the-spot collection (see reclaim). After a collection that
+// took d, the next starts no sooner than reclaimGapFactor*d later, kept
+// between reclaimMinGap and reclaimMaxGap: a refusal storm against a map
+// full of live keys spends at most about 1/16 of one core scanning.
+const (
+	reclaimGapFactor = 16
+	reclaimMinGap    = int64(time.Millisecond)
+	reclaimMaxGap    = int64(time.Second)
+)
+
+// RefusalReportInterval is how often at most a refused key creation is
+// reported as a *MaxKeysError (the others are plain ErrMaxKeys).
+const RefusalReportInterval = time.Minute
+
+// reclaimer serialises on-the-spot collections and rate-limits refusal
+// reports.
+type reclaimer struct {
+	mu    sync.Mutex
+	gen   atomic.Uint64 // completed collections
+	next  int64         // guarded by mu: no collection starts before (engine nanos)
+	freed int           // guarded by mu: keys the last collection deleted
+
+	reported atomic.Int64  // 1 + engine nanos of the last report, 0 = none yet
+	refused  atomic.Uint64 // refusals not yet reported
+}
+
+// reclaim runs when a key cannot be created because MaxKeys keys exist.
+// It deletes every idle key (no holder, no waiter, however recently
+// used), as CollectIdle does, and reports whether a retry may succeed.
+// At most one collection runs at a time: a caller that finds one running
+// waits for it and uses its result instead of scanning again; and a new
+// one starts only after the gap described at reclaimGapFactor, so a
+// caller arriving sooner is refused at once.
+func (e *Engine) reclaim() bool {
+	g := e.rc.gen.Load()
+	e.rc.mu.Lock()
+	defer e.rc.mu.Unlock()
+	if e.rc.gen.Load() != g {
+		return e.rc.freed > 0 // collected while this caller waited
+	}
+	start := e.now()
+	if start < e.rc.next {
+		return false
+	}
+	n := e.collect(math.MaxInt64)
+	end := e.now()
+	e.rc.next = end + min(max(reclaimGapFactor*(end-start), reclaimMinGap), reclaimMaxGap)
+	e.rc.freed = n
+	e.rc.gen.Add(1)
+	return n > 0
+}
+
+// refuse counts a refused key creation and returns ErrMaxKeys, as a
+// *MaxKeysError for the first refusal in RefusalReportInterval.
+func (e *Engine) refuse() error {
+	e.rc.refused.Add(1)
+	now := e.now()
+	last := e.rc.reported.Load()
+	if last != 0 && now-(last-1) < int64(RefusalReportInterval) {
+		return ErrMaxKeys
+	}
+	if !e.rc.reported.CompareAndSwap(last, now+1) {
+		return ErrMaxKeys // another refusal is being reported
+	}
+	return &MaxKeysError{Max: e.opts.MaxKeys, Refused: e.rc.refused.Swap(0)}
+}
+
 // Keys returns the number of live keys in both namespaces.
 func (e *Engine) Keys() int { return int(e.nkeys.Load()) }
 
 // expiryHeap is a min-heap of (deadline, resource) with its own mutex.
-// Lock order: resource.mu may be held while taking expiryHeap.mu, never
-// the other way round.
+// It holds at most one entry per resource: registering an earlier
+// deadline for a resource already in the heap moves its entry (the
+// resource's hpos says where it is), so a client that keeps shortening a
+// lease cannot make the heap grow. Lock order: resource.mu may be held
+// while taking expiryHeap.mu, never the other way round.
 type expiryHeap struct {
 	mu    sync.Mutex
 	items deadlines
@@ -301,24 +405,41 @@ type deadlineItem struct {
 	r  *resource
 }
 
+// deadlines implements heap.Interface and keeps each resource's hpos
+// (1 + its index, 0 = absent) up to date; expiryHeap.mu is held.
 type deadlines []deadlineItem
 
 func (d deadlines) Len() int           { return len(d) }
 func (d deadlines) Less(i, j int) bool { return d[i].at < d[j].at }
-func (d deadlines) Swap(i, j int)      { d[i], d[j] = d[j], d[i] }
-func (d *deadlines) Push(x any)        { *d = append(*d, x.(deadlineItem)) }
+func (d deadlines) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].r.hpos = int32(i + 1)
+	d[j].r.hpos = int32(j + 1)
+}
+func (d *deadlines) Push(x any) {
+	it := x.(deadlineItem)
+	it.r.hpos = int32(len(*d) + 1)
+	*d = append(*d, it)
+}
 func (d *deadlines) Pop() any {
 	old := *d
 	it := old[len(old)-1]
 	old[len(old)-1] = deadlineItem{}
 	*d = old[:len(old)-1]
+	it.r.hpos = 0
 	return it
 }
 
+// push registers at as r's deadline, replacing any entry r already has.
 func (h *expiryHeap) push(at int64, r *resource) {
 	h.mu.Lock()
-	first := len(h.items) == 0 || at < h.items[0].at
-	heap.Push(&h.items, deadlineItem{at: at, r: r})
+	if i := int(r.hpos) - 1; i >= 0 {
+		h.items[i].at = at
+		heap.Fix(&h.items, i)
+	} else {
+		heap.Push(&h.items, deadlineItem{at: at, r: r})
+	}
+	first := h.items[0].r == r
 	h.mu.Unlock()
 	if first {
 		select {
@@ -345,4 +466,11 @@ func (h *expiryHeap) peek() (int64, bool) {
 		return 0, false
 	}
 	return h.items[0].at, true
+}
+
+// len returns the number of registered deadlines.
+func (h *expiryHeap) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.items)
 }

@@ -1,6 +1,9 @@
 package core
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors returned by the Engine. Compare with errors.Is.
 var (
@@ -25,3 +28,23 @@ var (
 	// ErrAlreadyEnqueued: Enqueue while a record for the key exists.
 	ErrAlreadyEnqueued = errors.New("core: already enqueued")
 )
+
+// MaxKeysError is the ErrMaxKeys returned for the first refused key
+// creation in RefusalReportInterval (the later ones are plain ErrMaxKeys).
+// The engine does no I/O: the caller should report it, for example as a
+// warning in its log.
+type MaxKeysError struct {
+	// Max is Options.MaxKeys.
+	Max int
+	// Refused counts the refusals since the previous report, this one
+	// included.
+	Refused uint64
+}
+
+// Error describes the refusal.
+func (e *MaxKeysError) Error() string {
+	return fmt.Sprintf("%v: all %d keys are in use (%d refused since the last report)", ErrMaxKeys, e.Max, e.Refused)
+}
+
+// Unwrap returns ErrMaxKeys, so errors.Is(err, ErrMaxKeys) holds.
+func (e *MaxKeysError) Unwrap() error { return ErrMaxKeys }

@@ -314,9 +314,12 @@ func (e *Engine) Release(o *Owner, k Kind, key, token string) error {
 	return nil
 }
 
-// Renew extends the lease named by token to now + ttl (0 = the default
-// TTL, not the TTL of the acquire). A lease that has already run out is
-// evicted and reported as ErrLeaseExpired: it is never revived.
+// Renew sets the lease named by token to end at now + ttl (0 = the default
+// TTL, not the TTL of the acquire); that may be sooner than before. A
+// lease that has already run out is evicted and reported as
+// ErrLeaseExpired: it is never revived. When the key has waiters and the
+// new end is the key's earliest, it is registered in the deadline heap,
+// so the slot is handed on when it runs out, not at the next sweep.
 func (e *Engine) Renew(k Kind, key, token string, ttl time.Duration) (Lease, error) {
 	if ttl <= 0 {
 		ttl = e.opts.DefaultTTL
@@ -342,6 +345,10 @@ func (e *Engine) Renew(k Kind, key, token string, ttl time.Duration) (Lease, err
 	h.expires = leaseEnd(now, ttl)
 	l := Lease{Key: r.key, Token: h.token, TTL: ttl}
 	exp := h.expires
+	// A shorter lease may now end before the deadline registered for
+	// the key's waiters: register the earlier one, so the hand-off stays
+	// as prompt as for a lease that was never renewed.
+	e.watch(r)
 	r.mu.Unlock()
 	l.Expires = e.at(exp)
 	return l, nil

@@ -24,8 +24,10 @@ type Options struct {
 	// GCMaxIdle is how long a key with no holders and no waiters survives
 	// before GC deletes it. Zero means it is deleted at the next GC tick.
 	GCMaxIdle time.Duration
-	// MaxKeys caps live keys across both namespaces, idle ones included
-	// (0 = 1024).
+	// MaxKeys caps keys across both namespaces (0 = 1024). Idle keys count
+	// until collected, but creating a key at the cap first collects every
+	// idle key on the spot (at most one such collection at a time, and
+	// not back to back), so ErrMaxKeys means that many keys are in use.
 	MaxKeys int
 	// MaxWaiters caps queued waiters per key (0 = unlimited).
 	MaxWaiters int

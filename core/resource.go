@@ -120,6 +120,9 @@ type resource struct {
 	mu         sync.Mutex
 	kind       Kind
 	dead       bool // removed from the map by GC; callers must look up again
+	// hpos is 1 + the index of r's entry in the deadline heap, 0 = none.
+	// Unlike the fields above it is guarded by expiryHeap.mu.
+	hpos int32
 }
 
 // lockResource is a resource allocated together with room for its one

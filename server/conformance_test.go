@@ -136,6 +136,7 @@ var conformanceCases = []struct {
 	{"ReadTimeout", confReadTimeout},
 	{"OversizedLine", confOversizedLine},
 	{"PipelinedRequests", confPipelinedRequests},
+	{"ShutdownDrain", confShutdownDrain},
 }
 
 func TestConformance(t *testing.T) {

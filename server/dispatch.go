@@ -72,7 +72,7 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		l, acquired, err := e.Enqueue(sess.owner, kindOf(req.Cmd), view(req.Key), core.AcquireOptions{Limit: req.Limit, TTL: req.TTL})
 		switch {
 		case err != nil:
-			sess.reply(statusOf(err))
+			sess.fail(err)
 		case acquired:
 			sess.grant(protocol.StatusAcquired, l)
 		default:
@@ -128,11 +128,26 @@ func (sess *session) lock(req *protocol.Request) (CloseReason, bool) {
 		}
 	}
 	if err != nil {
-		sess.reply(statusOf(err))
+		if sess.cancelledByDrain(err) {
+			return sess.refuseDraining(), true
+		}
+		sess.fail(err)
 		return 0, false
 	}
 	sess.grant(protocol.StatusOK, l)
 	return 0, false
+}
+
+// fail answers a failed lock or enqueue. The engine marks the first
+// refused key creation in a minute (a *core.MaxKeysError); it is logged
+// at WARN, so an operator learns that --max-locks keys are in use.
+func (sess *session) fail(err error) {
+	st := statusOf(err)
+	if mk := (*core.MaxKeysError)(nil); st == protocol.StatusErrMaxLocks && errors.As(err, &mk) {
+		sess.srv.log.Warn("key limit reached: every key is in use, new keys are refused (logged at most once a minute)",
+			"max_locks", mk.Max, "refused", mk.Refused, "conn", sess.id, "remote", sess.remote)
+	}
+	sess.reply(st)
 }
 
 func (sess *session) wait(req *protocol.Request) (CloseReason, bool) {
@@ -151,6 +166,9 @@ func (sess *session) wait(req *protocol.Request) (CloseReason, bool) {
 		l, err = e.Wait(sess.srv.base, sess.owner, k, key, req.Timeout)
 	}
 	if err != nil {
+		if sess.cancelledByDrain(err) {
+			return sess.refuseDraining(), true
+		}
 		sess.reply(statusOf(err))
 		return 0, false
 	}

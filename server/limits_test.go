@@ -53,8 +53,14 @@ func TestEdge21_ConcurrentCreationRespectsMaxLocks(t *testing.T) {
 		wg      sync.WaitGroup
 		ready   sync.WaitGroup
 		gate    = make(chan struct{})
+		// Connections stay open until every client has its answer: a
+		// closed one releases its key, which a later creation may then
+		// collect and reuse (issue 11 #7).
+		answered sync.WaitGroup
+		hold     = make(chan struct{})
 	)
 	ready.Add(clients)
+	answered.Add(clients)
 	for i := range clients {
 		wg.Add(1)
 		go func() {
@@ -63,11 +69,13 @@ func TestEdge21_ConcurrentCreationRespectsMaxLocks(t *testing.T) {
 			if err != nil {
 				fail.add(err)
 				ready.Done()
+				answered.Done()
 				return
 			}
 			defer w.close()
 			ready.Done()
 			<-gate
+			defer func() { answered.Done(); <-hold }()
 			cmd, arg := "l", "0"
 			if i%2 == 1 {
 				cmd, arg = "sl", "0 3"
@@ -87,13 +95,16 @@ func TestEdge21_ConcurrentCreationRespectsMaxLocks(t *testing.T) {
 	}
 	ready.Wait()
 	close(gate)
+	answered.Wait()
+	n := ts.Engine.Keys()
+	close(hold)
 	wg.Wait()
 	fail.check(t)
 	if answers["ok"] != max || answers["error_max_locks"] != clients-max {
 		t.Fatalf("answers = %v; want %d ok and %d error_max_locks", answers, max, clients-max)
 	}
-	if n := ts.Engine.Keys(); n != max {
-		t.Fatalf("engine has %d keys; want %d", n, max)
+	if n != max {
+		t.Fatalf("engine had %d keys; want %d", n, max)
 	}
 }
 

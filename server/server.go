@@ -29,8 +29,8 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	// base is cancelled when shutdown starts: blocked waits end with
-	// `error` and later requests are answered `error_draining`.
+	// base is cancelled when shutdown starts: blocked waits, and later
+	// requests, are answered `error_draining`.
 	base     context.Context
 	cancel   context.CancelFunc
 	draining atomic.Bool
@@ -46,6 +46,10 @@ type Server struct {
 	authLim    *authLimiter
 	refusedLog *logGate
 	blockedLog *logGate
+
+	// drainPoke and drainReport are how often Shutdown pokes idle
+	// sessions and logs what it waits for (tests shorten them).
+	drainPoke, drainReport time.Duration
 
 	mu        sync.Mutex
 	closed    bool
@@ -72,6 +76,9 @@ func New(opts Options) *Server {
 		listeners: make(map[net.Listener]struct{}),
 		sessions:  make(map[*session]struct{}),
 		perIP:     make(map[string]int),
+
+		drainPoke:   drainPokeEvery,
+		drainReport: drainReportEvery,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -274,24 +281,61 @@ func (s *Server) clients() []clientStat {
 	return out
 }
 
-// Shutdown stops the server gracefully (§7.6): it closes every listener,
-// cancels blocked lock waits (they answer `error`), answers any further
-// request with `error_draining` and closes that connection, and waits for
-// all sessions to end. If ctx ends first, the remaining connections are
-// closed (their locks are released as on any disconnect) and ctx's error
-// is returned once their sessions have finished.
+// Shutdown stops the server gracefully (docs/protocol.md, Connections):
+// it closes every listener; closes at once every connection that holds
+// nothing (no lease, no queued or granted enqueue record) and has no
+// request in flight; answers blocked lock waits, and any later request,
+// with `error_draining` and closes that connection; and waits for the
+// remaining connections (holders of leases) to end, closing each one as
+// soon as it holds nothing. While it waits it logs, at INFO, how many
+// connections and leases remain (after 100 ms, then every 5 s). If ctx
+// ends first, the remaining connections are closed (their locks are
+// released as on any disconnect) and ctx's error is returned once their
+// sessions have finished.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.beginDrain()
+	s.poke()
 	done := make(chan struct{})
 	go func() { s.active.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.closeSessions()
-		<-done
-		return ctx.Err()
+	poke := time.NewTicker(s.drainPoke)
+	defer poke.Stop()
+	report := time.NewTimer(min(drainFirstReport, s.drainReport))
+	defer report.Stop()
+	reported := false
+	for {
+		select {
+		case <-done:
+			if reported {
+				s.log.Info("shutdown: all connections closed")
+			}
+			return nil
+		case <-poke.C:
+			s.poke()
+		case <-report.C:
+			s.reportDrain(ctx)
+			reported = true
+			report.Reset(s.drainReport)
+		case <-ctx.Done():
+			conns, leases := s.Remaining()
+			s.log.Info("shutdown: deadline reached, closing the remaining connections", "connections", conns, "leases", leases)
+			s.closeSessions()
+			<-done
+			return ctx.Err()
+		}
 	}
+}
+
+// reportDrain logs what Shutdown still waits for.
+func (s *Server) reportDrain(ctx context.Context) {
+	conns, leases := s.Remaining()
+	if conns == 0 {
+		return
+	}
+	args := []any{"connections", conns, "leases", leases}
+	if dl, ok := ctx.Deadline(); ok {
+		args = append(args, "force_close_in", time.Until(dl).Round(time.Second).String())
+	}
+	s.log.Info("shutdown: waiting for connections that hold leases or queued places (they close when they hold nothing)", args...)
 }
 
 // Close closes all listeners and connections immediately and waits for

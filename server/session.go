@@ -109,7 +109,7 @@ type session struct {
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
 	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id), transport: transportName, peerAuth: peerAuth, pi: pi}
 	sess.remote = remoteName(c, pi.cred)
-	sess.rd = connReader{conn: c}
+	sess.rd = connReader{conn: c, early: sess.readAfterDeadline}
 	sess.dec = protocol.NewDecoder(&sess.rd)
 	timeout := s.opts.ReadTimeout
 	sess.dec.SetLineHook(func() {
@@ -124,6 +124,10 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 		}
 		sess.rdUntil = now.Add(timeout + timeout/8)
 		_ = c.SetReadDeadline(sess.rdUntil)
+		if s.draining.Load() {
+			// This may have overwritten a drain poke: poke again.
+			_ = c.SetReadDeadline(aLongTimeAgo)
+		}
 	})
 	sess.authed = s.opts.Auth == nil
 	sess.out = make([]byte, 0, 512)
@@ -203,6 +207,7 @@ func (sess *session) open() (reason CloseReason, ok bool) {
 func (sess *session) loop() CloseReason {
 	s := sess.srv
 	for {
+		sess.rd.atStart = sess.pendingInput() == 0
 		err := sess.dec.ReadRequest(&sess.req)
 		if err != nil {
 			if reason, done := sess.readFailed(err); done {
@@ -213,9 +218,7 @@ func (sess *session) loop() CloseReason {
 				return CloseAuthFailed
 			}
 		} else if s.draining.Load() {
-			sess.reply(protocol.StatusErrDraining)
-			sess.flush()
-			return CloseDraining
+			return sess.refuseDraining()
 		} else if reason, done := sess.dispatch(&sess.req); done {
 			return reason
 		}
@@ -259,6 +262,9 @@ func (sess *session) readFailed(err error) (CloseReason, bool) {
 			sess.wmu.Unlock()
 		}
 		return CloseEOF, true
+	}
+	if errors.Is(err, errDrained) {
+		return CloseDraining, true // idle while the server drains
 	}
 	if errors.Is(err, net.ErrClosed) && sess.srv.shuttingDown() {
 		return CloseServerClosed, true
@@ -387,6 +393,12 @@ type connReader struct {
 	conn    net.Conn
 	pending []byte
 	off     int
+	// atStart is set before each request when none of its bytes have
+	// been received; any byte read clears it.
+	atStart bool
+	// early handles a read deadline that fired, with the read's error
+	// (see session.readAfterDeadline).
+	early func(p []byte, err error) (int, error)
 
 	stopping atomic.Bool
 	failed   error // set by the watcher: why the peer is gone
@@ -401,9 +413,16 @@ func (r *connReader) Read(p []byte) (int, error) {
 		if r.off == len(r.pending) {
 			r.pending, r.off = r.pending[:0], 0
 		}
+		r.atStart = false
 		return n, nil
 	}
-	return r.conn.Read(p)
+	n, err := r.conn.Read(p)
+	if n > 0 {
+		r.atStart = false
+	} else if err != nil && r.early != nil && isTimeout(err) {
+		return r.early(p, err)
+	}
+	return n, err
 }
 
 // aLongTimeAgo is a deadline in the past, used to interrupt a read.
@@ -433,6 +452,17 @@ func (r *connReader) watch(cancel context.CancelFunc) (stop func() bool) {
 			}
 			n, err := r.conn.Read(r.pending[len(r.pending):cap(r.pending)])
 			r.pending = r.pending[:len(r.pending)+n]
+			if err != nil && isTimeout(err) && !r.stopping.Load() {
+				// Only stop and a drain poke move the deadline while a
+				// request blocks, and a poke is not for a blocked
+				// request: clear it, unless stop came in meanwhile (its
+				// deadline, set after its flag, then ends the read).
+				_ = r.conn.SetReadDeadline(time.Time{})
+				if !r.stopping.Load() {
+					continue
+				}
+				return
+			}
 			if err != nil {
 				if !r.stopping.Load() || !isTimeout(err) {
 					r.failed = err
