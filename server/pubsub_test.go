@@ -1032,7 +1032,7 @@ func TestPubSub_DisconnectCleanupNoGoroutineLeak(t *testing.T) {
 // write timeout that write would never finish).
 func TestPubSub_HalfClosedStalledListenerCleanedUp(t *testing.T) {
 	t.Parallel()
-	ts := startSmallSendPS(t, Options{PushQueue: 64})
+	ts := startSmallSendPS(t, Options{PushQueueBytes: 4 << 20})
 	s := mustDialPS(t, ts.Addr)
 	if line, err := s.do("l", "held", "0"); err != nil || !strings.HasPrefix(line, "ok ") {
 		t.Fatalf("l = %q, %v", line, err)
@@ -1138,7 +1138,7 @@ func TestPubSub_PushWhileBlockedInLock(t *testing.T) {
 // expected next frame, and the counts match.
 func TestPubSub_FramesNeverSplitOrInterleave(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{PushQueue: 4096}, core.Options{})
+	ts := start(t, Options{PushQueueBytes: 1 << 30}, core.Options{})
 	c := mustDialPS(t, ts.Addr)
 	mustExpect(t, c, "listen", "ch", "", "ok")
 	p := mustDialPS(t, ts.Addr)
@@ -1198,7 +1198,7 @@ func TestPubSub_FramesNeverSplitOrInterleave(t *testing.T) {
 // frames arrive in its sequence order.
 func TestPubSub_FramesInPublishOrder(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{PushQueue: 8192}, core.Options{})
+	ts := start(t, Options{PushQueueBytes: 1 << 30}, core.Options{})
 	l := mustDialPS(t, ts.Addr)
 	mustExpect(t, l, "listen", "ord", "", "ok")
 	const n, batch = 2000, 100
@@ -1309,7 +1309,7 @@ var raceChannels = []string{"c.a", "c.b", "d.x.y", "e"}
 // consumer.
 func TestPubSub_ConcurrentJoinLeavePublish(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{PushQueue: 1 << 16}, core.Options{})
+	ts := start(t, Options{PushQueueBytes: 1 << 30}, core.Options{})
 	type sub struct{ pattern, group string }
 	subs := []sub{
 		{"c.a", ""}, {"c.*", ""}, {">", ""}, {"c.a", "g"}, {"c.>", "g"},
@@ -1440,7 +1440,7 @@ func TestPusher_RefusalAfterCloseIsNotSlowConsumer(t *testing.T) {
 
 	c1, c2 := net.Pipe()
 	defer c2.Close()
-	p := newPusher(&session{srv: srv, conn: c1, id: 1}, 4)
+	p := newPusher(&session{srv: srv, conn: c1, id: 1}, 1<<20, 0)
 	p.close()
 	if p.Deliver([]byte("sig a x\n")) {
 		t.Fatal("closed pusher accepted a frame")
@@ -1452,7 +1452,7 @@ func TestPusher_RefusalAfterCloseIsNotSlowConsumer(t *testing.T) {
 
 	d1, d2 := net.Pipe()
 	d2.Close() // every write fails
-	p = newPusher(&session{srv: srv, conn: d1, id: 2}, 4)
+	p = newPusher(&session{srv: srv, conn: d1, id: 2}, 1<<20, 0)
 	defer p.close()
 	if !p.Deliver([]byte("sig a x\n")) {
 		t.Fatal("fresh pusher refused a frame")
