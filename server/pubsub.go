@@ -46,6 +46,7 @@ type pusher struct {
 	q       [][]byte
 	pending int // bytes accepted and not yet written (queue + batch)
 	frames  int // frames accepted and not yet written
+	peak    int // the largest pending seen
 	closed  bool
 
 	wake    chan struct{} // one slot: "the queue went non-empty"
@@ -80,6 +81,7 @@ func (p *pusher) Deliver(frame []byte) bool {
 	}
 	p.q = append(p.q, frame)
 	p.pending += len(frame)
+	p.peak = max(p.peak, p.pending)
 	p.frames++
 	first := len(p.q) == 1
 	p.mu.Unlock()
@@ -234,11 +236,11 @@ func (p *pusher) close() {
 	<-p.done
 }
 
-// pendingBytes returns the bytes accepted and not yet written.
-func (p *pusher) pendingBytes() int {
+// peakBytes returns the most bytes the pusher ever had pending.
+func (p *pusher) peakBytes() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.pending
+	return p.peak
 }
 
 // listen handles `listen <pattern> [<group>]`.

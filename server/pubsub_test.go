@@ -1468,3 +1468,151 @@ func TestPusher_RefusalAfterCloseIsNotSlowConsumer(t *testing.T) {
 		t.Fatalf("slow_consumers = %d after a write failure; want 0", n)
 	}
 }
+
+// --- byte-bounded push queues (issue 11, item 6) ----------------------------
+
+// listenerPushers returns the pushers of the server's open sessions that
+// have one (white box: the pointers stay valid after the sessions end).
+func listenerPushers(s *Server) []*pusher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*pusher
+	for sess := range s.sessions {
+		if sess.push != nil {
+			out = append(out, sess.push)
+		}
+	}
+	return out
+}
+
+// A listener that never reads, fed frames far larger than a small frame
+// count would suggest, holds at most the byte bound pending (counting the
+// writer's batch), then is evicted and counted as a slow consumer.
+func TestPubSub_ByteBoundEvictsNeverReadingListener(t *testing.T) {
+	t.Parallel()
+	const bound = 256 << 10
+	ts := startSmallSendPS(t, Options{PushQueueBytes: bound})
+	s := mustDialPS(t, ts.Addr)
+	mustExpect(t, s, "listen", "big", "", "ok")
+	p := ts.dial(t)
+	ping(t, p)
+	ps := listenerPushers(ts.Server)
+	if len(ps) != 1 {
+		t.Fatalf("%d pushers; want 1", len(ps))
+	}
+	evictedAt := signalUntilZero(t, p, "big")
+	if evictedAt < 0 {
+		t.Fatal("2000 large signals to a listener that never reads: no eviction")
+	}
+	frame := len(bigPayloadFrame("big", 0))
+	if peak := ps[0].peakBytes(); peak > bound || peak < bound-frame {
+		t.Fatalf("peak pending = %d bytes; want within one frame (%d) below the bound %d", peak, frame, bound)
+	}
+	if sc := slowConsumers(t, p); sc != 1 {
+		t.Fatalf("slow_consumers = %d; want 1", sc)
+	}
+	eventually(t, "evicted connection forgotten", func() bool { return ts.Connections() == 1 })
+	t.Logf("evicted at signal %d (%d-byte frames, bound %d)", evictedAt, frame, bound)
+}
+
+// A listener that reads, but not at the moment a burst arrives, is not a
+// slow consumer: a burst of 3,000 small frames (far more than the old
+// 64-frame queue) published while it does not read stays within the
+// default byte bound, and it then reads every frame in order.
+func TestPubSub_BurstWithinByteBoundNotEvicted(t *testing.T) {
+	t.Parallel()
+	ts := startSmallSendPS(t, Options{})
+	l := mustDialPS(t, ts.Addr)
+	mustExpect(t, l, "listen", "burst", "", "ok")
+	p := mustDialPS(t, ts.Addr)
+	const n = 3000
+	payload := strings.Repeat("p", 80)
+	var req strings.Builder
+	for i := range n {
+		fmt.Fprintf(&req, "signal\nburst\n%06d%s\n", i, payload)
+	}
+	if _, err := p.conn.Write([]byte(req.String())); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		line, err := p.readLine()
+		if err != nil || line != "ok 1" {
+			t.Fatalf("signal %d = %q, %v; want ok 1", i, line, err)
+		}
+	}
+	// Only now does the listener read.
+	for i := range n {
+		line, err := l.readLine()
+		if want := fmt.Sprintf("sig burst %06d%s", i, payload); err != nil || line != want {
+			t.Fatalf("frame %d = %.40q, %v", i, line, err)
+		}
+	}
+	c := ts.dial(t)
+	if sc := slowConsumers(t, c); sc != 0 {
+		t.Fatalf("slow_consumers = %d; want 0", sc)
+	}
+}
+
+// A listener that stops reading while its queue still has room is closed
+// by the write timeout, and that is counted as a slow consumer too.
+func TestPubSub_WriteTimeoutCountsSlowConsumer(t *testing.T) {
+	t.Parallel()
+	ts := startSmallSendPS(t, Options{WriteTimeout: 200 * time.Millisecond, PushQueueBytes: 64 << 20})
+	s := mustDialPS(t, ts.Addr)
+	mustExpect(t, s, "listen", "big", "", "ok")
+	p := ts.dial(t)
+	for i := range 30 { // ~1.8 MB: more than the socket buffers hold, far less than the queue
+		p.Expect("signal", "big", bigPayload(i), "ok 1")
+	}
+	eventually(t, "listener closed by the write timeout", func() bool { return ts.Connections() == 1 })
+	if sc := slowConsumers(t, p); sc != 1 {
+		t.Fatalf("slow_consumers = %d after the write timeout; want 1", sc)
+	}
+}
+
+// 200 listeners that never read, fed 128 signals of 64 KB: each holds at
+// most the default bound (1 MiB) pending, every one of them is evicted,
+// and every eviction is counted.
+func TestPubSub_ManyNeverReadingListenersBounded(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("200 connections, ~250 MB written")
+	}
+	const listeners, signals = 200, 128
+	ts := startSmallSendPS(t, Options{})
+	for range listeners {
+		s := mustDialPS(t, ts.Addr)
+		mustExpect(t, s, "listen", "m", "", "ok")
+	}
+	p := ts.dial(t)
+	ping(t, p)
+	ps := listenerPushers(ts.Server)
+	if len(ps) != listeners {
+		t.Fatalf("%d pushers; want %d", len(ps), listeners)
+	}
+	payload := strings.Repeat("z", 64000)
+	last := -1
+	for i := range signals {
+		line := p.Do("signal", "m", payload)
+		if !strings.HasPrefix(line, "ok ") {
+			t.Fatalf("signal %d = %q", i, line)
+		}
+		last, _ = strconv.Atoi(line[3:])
+	}
+	if last != 0 {
+		t.Fatalf("the last of %d signals reached %d listeners; want 0 (all evicted)", signals, last)
+	}
+	total := 0
+	for _, x := range ps {
+		peak := x.peakBytes()
+		if peak > DefaultPushQueueBytes {
+			t.Fatalf("a listener had %d bytes pending; bound %d", peak, DefaultPushQueueBytes)
+		}
+		total += peak
+	}
+	if sc := slowConsumers(t, p); sc != listeners {
+		t.Fatalf("slow_consumers = %d; want %d", sc, listeners)
+	}
+	eventually(t, "listeners forgotten", func() bool { return ts.Connections() == 1 })
+	t.Logf("peak pending: %.1f MiB in all, %.2f MiB per listener", float64(total)/(1<<20), float64(total)/listeners/(1<<20))
+}

@@ -66,7 +66,7 @@ func TestDefaults(t *testing.T) {
 	}
 	so := c.serverOptions(nil, nil)
 	if so.ReadTimeout != 23*time.Second || so.WriteTimeout != 5*time.Second || so.MaxConns != 0 ||
-		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueue != 64 || so.Auth != nil {
+		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueueBytes != 1<<20 || so.PushQueue != 0 || so.Auth != nil {
 		t.Errorf("serverOptions = %+v", so)
 	}
 	if c.shutdownTimeout() != 30*time.Second {
