@@ -161,8 +161,8 @@ func (p *pusher) run() {
 		n, err := p.write(batch)
 		frames := len(batch)
 		clear(batch)
-		if cap(batch) > 1024 {
-			batch = nil // do not keep a burst's array
+		if cap(batch) > 4096 {
+			batch = nil // do not keep a burst's array (96 KiB)
 		}
 		if err != nil {
 			// A failed or late write ends the connection (§4.5); refuse
