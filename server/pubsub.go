@@ -15,8 +15,9 @@ import (
 // the pending bytes of a client.
 const DefaultPushQueueBytes = 1 << 20
 
-// pushChunk is the most the writer copies into one write. Frames at least
-// this long are written as they are, without a copy.
+// pushChunk is the most the writer copies into one write. Frames of at
+// least half of it are written as they are: copying them would not save
+// a write.
 const pushChunk = 64 << 10
 
 // chunkPool holds the writers' copy buffers: a listener holds one only
@@ -184,8 +185,8 @@ func (p *pusher) run() {
 
 // write writes the frames of batch under the session's write lock and
 // returns their total length. Answers already waiting in the session's
-// output go first. Small frames are copied together into pooled chunks of
-// up to pushChunk bytes; long ones are written as they are.
+// output go first. Small frames are copied together into a pooled chunk
+// of up to pushChunk bytes per write; long ones are written as they are.
 func (p *pusher) write(batch [][]byte) (n int, err error) {
 	sess := p.sess
 	bp := chunkPool.Get().(*[]byte)
@@ -206,7 +207,7 @@ func (p *pusher) write(batch [][]byte) (n int, err error) {
 		if err != nil {
 			continue
 		}
-		if len(f) >= pushChunk {
+		if len(f) >= pushChunk/2 {
 			err = sess.writeLocked(f)
 		} else {
 			buf = append(buf, f...)
