@@ -27,8 +27,8 @@ type signalState struct {
 	lastFrame atomic.Int64 // monotonic offset (ns since t0) of the latest measured frame
 	base      time.Time
 
-	// Flow control: publishers stay at most signalWindow publishes ahead
-	// of the slowest listener.
+	// Flow control: publishers stay at most window publishes ahead of
+	// the slowest listener.
 	sent     atomic.Int64   // publishes written, warm-up included
 	received []atomic.Int64 // frames read per listener, warm-up included
 	failed   atomic.Bool    // a listener is gone: stop waiting for it
@@ -40,16 +40,6 @@ type signalState struct {
 	size int
 	pad  []byte
 }
-
-// The publishers of a signal run stay at most a window of publishes
-// ahead of the slowest listener. The server answers a publish once the
-// frame is queued for each listener, not once it is delivered, so without
-// a window publishers on a busy machine outrun the listeners until the
-// server's per-listener push queue (--signal-queue-bytes, 1 MiB by
-// default) overflows and it drops them as slow consumers. The window keeps
-// the run measuring sustained delivery. By default it is as many frames as
-// fill half of the server's default queue (Config.SignalWindow), so that a
-// listener that keeps up is never evicted, whatever the payload size.
 
 // DefaultSignalQueueBytes is the server's default push queue bound
 // (server.DefaultPushQueueBytes), from which the default window derives.
@@ -67,7 +57,16 @@ func payloadLen(cfg Config) int {
 	return timestampDigits
 }
 
-// signalWindow is cfg's window in publishes (at least 1).
+// signalWindow is cfg's window in publishes (at least 1). The publishers
+// of a signal run stay at most this many publishes ahead of the slowest
+// listener. The server answers a publish once the frame is queued for
+// each listener, not once it is delivered, so without a window publishers
+// on a busy machine outrun the listeners until the server's per-listener
+// push queue (--signal-queue-bytes, 1 MiB by default) overflows and it
+// drops them as slow consumers. The window keeps the run measuring
+// sustained delivery. By default (Config.SignalWindow 0) it is as many
+// frames as fill half of the server's default queue, so that a listener
+// that keeps up is never evicted, whatever the payload size.
 func signalWindow(cfg Config) int64 {
 	if cfg.SignalWindow > 0 {
 		return int64(cfg.SignalWindow)
