@@ -15,6 +15,11 @@ import (
 // the pending bytes of a client.
 const DefaultPushQueueBytes = 1 << 20
 
+// frameOverhead is what a queued frame costs beyond its bytes (its slot
+// in the queue), counted against the bound so that tiny frames cannot
+// make a listener hold several times the bound.
+const frameOverhead = 24
+
 // pushChunk is the most the writer copies into one write. Frames of at
 // least half of it are written as they are: copying them would not save
 // a write.
@@ -45,7 +50,7 @@ type pusher struct {
 
 	mu      sync.Mutex
 	q       [][]byte
-	pending int // bytes accepted and not yet written (queue + batch)
+	pending int // bytes accepted and not yet written (queue + batch), with frameOverhead each
 	frames  int // frames accepted and not yet written
 	peak    int // the largest pending seen
 	closed  bool
@@ -75,13 +80,14 @@ func newPusher(sess *session, maxBytes, maxFrames int) *pusher {
 // still lets frames through one at a time. It never blocks on I/O.
 func (p *pusher) Deliver(frame []byte) bool {
 	p.mu.Lock()
-	if p.closed || (p.pending > 0 && p.pending+len(frame) > p.maxBytes) ||
+	cost := len(frame) + frameOverhead
+	if p.closed || (p.pending > 0 && p.pending+cost > p.maxBytes) ||
 		(p.maxFrames > 0 && p.frames >= p.maxFrames) {
 		p.mu.Unlock()
 		return false
 	}
 	p.q = append(p.q, frame)
-	p.pending += len(frame)
+	p.pending += cost
 	p.peak = max(p.peak, p.pending)
 	p.frames++
 	first := len(p.q) == 1
@@ -184,7 +190,7 @@ func (p *pusher) run() {
 }
 
 // write writes the frames of batch under the session's write lock and
-// returns their total length. Answers already waiting in the session's
+// returns what they counted against the bound. Answers already waiting in the session's
 // output go first. Small frames are copied together into a pooled chunk
 // of up to pushChunk bytes per write; long ones are written as they are.
 func (p *pusher) write(batch [][]byte) (n int, err error) {
@@ -196,7 +202,7 @@ func (p *pusher) write(batch [][]byte) (n int, err error) {
 		err = sess.werr
 	}
 	for _, f := range batch {
-		n += len(f)
+		n += len(f) + frameOverhead
 		if err != nil {
 			continue
 		}
