@@ -425,7 +425,7 @@ func TestSignalWindowDefault(t *testing.T) {
 	for _, size := range []int{0, 128, 4096, protocol.MaxPayload(len("bench"))} {
 		cfg := Config{Key: "bench", PayloadSize: size}
 		w := signalWindow(cfg)
-		frame := int64(len("sig bench \n") + payloadLen(cfg))
+		frame := int64(len("sig bench \n") + payloadLen(cfg) + server.PushFrameOverhead)
 		if w < 1 || w*frame > DefaultSignalQueueBytes/2 && w > 1 {
 			t.Errorf("payload %d: window %d × %d-byte frames; want >= 1 and within half of %d", size, w, frame, DefaultSignalQueueBytes)
 		}

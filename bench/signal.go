@@ -71,7 +71,8 @@ func signalWindow(cfg Config) int64 {
 	if cfg.SignalWindow > 0 {
 		return int64(cfg.SignalWindow)
 	}
-	frame := len("sig ") + len(cfg.Key) + len(" ") + payloadLen(cfg) + len("\n")
+	// What each frame counts against the server's bound.
+	frame := len("sig ") + len(cfg.Key) + len(" ") + payloadLen(cfg) + len("\n") + server.PushFrameOverhead
 	return int64(max(1, DefaultSignalQueueBytes/2/frame))
 }
 

@@ -15,10 +15,10 @@ import (
 // the pending bytes of a client.
 const DefaultPushQueueBytes = 1 << 20
 
-// frameOverhead is what a queued frame costs beyond its bytes (its slot
-// in the queue), counted against the bound so that tiny frames cannot
-// make a listener hold several times the bound.
-const frameOverhead = 24
+// PushFrameOverhead is what a queued signal frame counts against the push
+// queue bound beyond its bytes (its slot in the queue), so that tiny frames
+// cannot make a listener hold several times the bound.
+const PushFrameOverhead = 24
 
 // pushChunk is the most the writer copies into one write. Frames of at
 // least half of it are written as they are: copying them would not save
@@ -50,7 +50,7 @@ type pusher struct {
 
 	mu      sync.Mutex
 	q       [][]byte
-	pending int // bytes accepted and not yet written (queue + batch), with frameOverhead each
+	pending int // bytes accepted and not yet written (queue + batch), with PushFrameOverhead each
 	frames  int // frames accepted and not yet written
 	peak    int // the largest pending seen
 	closed  bool
@@ -80,7 +80,7 @@ func newPusher(sess *session, maxBytes, maxFrames int) *pusher {
 // still lets frames through one at a time. It never blocks on I/O.
 func (p *pusher) Deliver(frame []byte) bool {
 	p.mu.Lock()
-	cost := len(frame) + frameOverhead
+	cost := len(frame) + PushFrameOverhead
 	if p.closed || (p.pending > 0 && p.pending+cost > p.maxBytes) ||
 		(p.maxFrames > 0 && p.frames >= p.maxFrames) {
 		p.mu.Unlock()
@@ -202,7 +202,7 @@ func (p *pusher) write(batch [][]byte) (n int, err error) {
 		err = sess.werr
 	}
 	for _, f := range batch {
-		n += len(f) + frameOverhead
+		n += len(f) + PushFrameOverhead
 		if err != nil {
 			continue
 		}

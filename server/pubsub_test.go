@@ -1504,7 +1504,7 @@ func TestPubSub_ByteBoundEvictsNeverReadingListener(t *testing.T) {
 	if evictedAt < 0 {
 		t.Fatal("2000 large signals to a listener that never reads: no eviction")
 	}
-	frame := len(bigPayloadFrame("big", 0)) + frameOverhead
+	frame := len(bigPayloadFrame("big", 0)) + PushFrameOverhead
 	if peak := ps[0].peakBytes(); peak > bound || peak < bound-frame {
 		t.Fatalf("peak pending = %d bytes; want within one frame (%d) below the bound %d", peak, frame, bound)
 	}
@@ -1624,7 +1624,7 @@ func TestPubSub_ManyNeverReadingListenersBounded(t *testing.T) {
 	t.Logf("peak pending: %.1f MiB in all, %.2f MiB per listener", float64(total)/(1<<20), float64(total)/listeners/(1<<20))
 }
 
-// Each queued frame counts its bytes plus frameOverhead against the
+// Each queued frame counts its bytes plus PushFrameOverhead against the
 // bound, so a peer that never reads cannot make a listener hold many
 // times the bound in tiny frames: with a bound of 100 × (8 + overhead)
 // bytes exactly 100 frames of 8 bytes are accepted (the batch the writer
@@ -1636,7 +1636,7 @@ func TestPusher_TinyFramesCountOverhead(t *testing.T) {
 	defer c2.Close()
 	frame := []byte("sig a b\n")
 	const want = 100
-	p := newPusher(&session{srv: srv, conn: c1, id: 1}, want*(len(frame)+frameOverhead), 0)
+	p := newPusher(&session{srv: srv, conn: c1, id: 1}, want*(len(frame)+PushFrameOverhead), 0)
 	defer p.close()
 	n := 0
 	for p.Deliver(frame) {
