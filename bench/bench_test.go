@@ -45,12 +45,8 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-// signalRounds keeps a signal test's frames (3 workers × (2 warm-up +
-// 18 rounds) = 60) within the server's default push queue of 64 per
-// listener: publishers are answered once a frame is queued, not
-// delivered, so on a slow machine a listener may fall behind by the whole
-// run, and more frames than the queue holds could get it evicted as a
-// slow consumer (which the bench rightly reports as an error).
+// signalRounds keeps a signal test's frames few (3 workers × (2 warm-up +
+// 18 rounds) = 60), so that the tests over every transport stay quick.
 const signalRounds = 18
 
 func smallConfig(l *Local, mode Mode) Config {
@@ -238,6 +234,9 @@ func TestValidate(t *testing.T) {
 		{"empty server", func(c *Config) { c.Servers = []transport.Endpoint{{Transport: "tcp"}} }, "empty --servers"},
 		{"pipeline shared", func(c *Config) { c.Pipeline, c.SharedKey = 2, true }, "per-worker keys"},
 		{"pipeline handoff", func(c *Config) { c.Pipeline, c.Mode = 2, ModeHandoff }, "per-worker keys"},
+		{"signal window", func(c *Config) { c.SignalWindow = -1 }, "--signal-window"},
+		{"payload short", func(c *Config) { c.PayloadSize = timestampDigits - 1 }, "--payload-size"},
+		{"payload long", func(c *Config) { c.PayloadSize = protocol.MaxLongLine }, "--payload-size"},
 	} {
 		c := ok
 		tc.edit(&c)
@@ -403,4 +402,59 @@ func TestAuthToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkResult(t, r, 10)
+}
+
+// TestSignalPayloadAndWindow: publishes carry payloads of --payload-size
+// bytes (each listener checks the size and the publish time it starts
+// with), and a small explicit window still delivers everything.
+func TestSignalPayloadAndWindow(t *testing.T) {
+	srv := local(t, "tcp", KindDflockd)
+	cfg := smallConfig(srv, ModeSignal)
+	cfg.Workers, cfg.Rounds, cfg.Pipeline, cfg.Listeners = 2, 200, 8, 2
+	cfg.PayloadSize, cfg.SignalWindow = 1000, 4
+	r, err := Run(ctxT(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, r, int64(cfg.Workers*cfg.Rounds*cfg.Listeners))
+}
+
+// The default window fills at most half of the server's default push
+// queue, whatever the payload, and never drops below one publish.
+func TestSignalWindowDefault(t *testing.T) {
+	for _, size := range []int{0, 128, 4096, protocol.MaxPayload(len("bench"))} {
+		cfg := Config{Key: "bench", PayloadSize: size}
+		w := signalWindow(cfg)
+		frame := int64(len("sig bench \n") + payloadLen(cfg) + server.PushFrameOverhead)
+		if w < 1 || w*frame > DefaultSignalQueueBytes/2 && w > 1 {
+			t.Errorf("payload %d: window %d × %d-byte frames; want >= 1 and within half of %d", size, w, frame, DefaultSignalQueueBytes)
+		}
+	}
+	if w := signalWindow(Config{Key: "bench", SignalWindow: 7}); w != 7 {
+		t.Errorf("explicit window: %d; want 7", w)
+	}
+	if w := signalWindow(Config{Key: "bench", PayloadSize: 128}); w < 1000 {
+		t.Errorf("window for 128-byte payloads = %d; want at least 1000 (enough to measure sustained throughput)", w)
+	}
+}
+
+func TestParsePayload(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		size int
+		want int64
+		ok   bool
+	}{
+		{"1764670000123456789", 19, 1764670000123456789, true},
+		{"1764670000123456789......", 25, 1764670000123456789, true},
+		{"1764670000123456789.....", 25, 0, false}, // short
+		{"17646700001234567x9......", 25, 0, false},
+		{"..........", 10, 0, false},
+		{"99999999999999999999", 20, 0, false}, // 20 digits: overflow
+	} {
+		got, ok := parsePayload([]byte(tc.in), tc.size)
+		if ok != tc.ok || (ok && got != tc.want) {
+			t.Errorf("parsePayload(%q, %d) = %d, %v; want %d, %v", tc.in, tc.size, got, ok, tc.want, tc.ok)
+		}
+	}
 }

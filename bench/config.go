@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/transport"
 )
 
@@ -59,6 +60,14 @@ type Config struct {
 	// Listeners is the number of listening connections for ModeSignal
 	// (0 = 1).
 	Listeners int
+	// SignalWindow is how many publishes the publishers of ModeSignal may
+	// run ahead of the slowest listener (0 = as many frames as fill half
+	// of the server's default push queue, DefaultSignalQueueBytes / 2).
+	SignalWindow int
+	// PayloadSize is the payload of each ModeSignal publish in bytes: the
+	// publish time (timestampDigits decimal digits, needed for the
+	// latency) padded to this size (0 = the publish time alone).
+	PayloadSize int
 	// Servers are the endpoints; worker i uses Servers[i mod len].
 	Servers []transport.Endpoint
 	// Transport carries TLS settings for tls and quic endpoints.
@@ -120,6 +129,13 @@ func (c Config) Validate() error {
 		return errors.New("--pipeline must be >= 0")
 	case c.Listeners < 0:
 		return errors.New("--listeners must be >= 0")
+	case c.SignalWindow < 0:
+		return errors.New("--signal-window must be >= 0")
+	case c.PayloadSize != 0 && c.PayloadSize < timestampDigits:
+		return fmt.Errorf("--payload-size must be 0 or at least %d (the payload carries the publish time)", timestampDigits)
+	case c.PayloadSize > protocol.MaxPayload(len(c.Key)):
+		return fmt.Errorf("--payload-size must be at most %d on channel %q (the pushed frame must fit in %d bytes)",
+			protocol.MaxPayload(len(c.Key)), c.Key, protocol.MaxLongLine)
 	case c.Limit < 0:
 		return errors.New("--limit must be >= 0")
 	case len(c.Servers) == 0:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/protocol"
+	"github.com/dflockd/dflockd/server"
 )
 
 // drainLimit bounds the wait, after the last publish, for the frames still
@@ -26,23 +27,54 @@ type signalState struct {
 	lastFrame atomic.Int64 // monotonic offset (ns since t0) of the latest measured frame
 	base      time.Time
 
-	// Flow control: publishers stay at most signalWindow publishes ahead
-	// of the slowest listener.
+	// Flow control: publishers stay at most window publishes ahead of
+	// the slowest listener.
 	sent     atomic.Int64   // publishes written, warm-up included
 	received []atomic.Int64 // frames read per listener, warm-up included
 	failed   atomic.Bool    // a listener is gone: stop waiting for it
 	waiting  atomic.Int32   // publishers blocked in await
 	wake     chan struct{}  // a listener read a frame while someone waited
+	window   int64          // see signalWindow
+
+	// Payloads: the publish time, then pad up to the size.
+	size int
+	pad  []byte
 }
 
-// signalWindow is how far publishers may run ahead of the slowest
-// listener, in publishes. The server answers a publish once the frame is
-// queued for each listener, not once it is delivered, so without a window
-// publishers on a busy machine outrun the listeners until the server's
-// per-listener queue (--signal-queue, 64 frames by default) overflows and
-// it drops them as slow consumers. The window keeps the run measuring
-// sustained delivery.
-const signalWindow = 32
+// DefaultSignalQueueBytes is the server's default push queue bound
+// (server.DefaultPushQueueBytes), from which the default window derives.
+const DefaultSignalQueueBytes = server.DefaultPushQueueBytes
+
+// timestampDigits is the width of the publish time (Unix nanoseconds, in
+// decimal) that starts every payload.
+const timestampDigits = 19
+
+// payloadLen is the payload size of cfg's publishes.
+func payloadLen(cfg Config) int {
+	if cfg.PayloadSize > 0 {
+		return cfg.PayloadSize
+	}
+	return timestampDigits
+}
+
+// signalWindow is cfg's window in publishes (at least 1). The publishers
+// of a signal run stay at most this many publishes ahead of the slowest
+// listener. The server answers a publish once the frame is queued for
+// each listener, not once it is delivered, so without a window publishers
+// on a busy machine outrun the listeners until the server's per-listener
+// push queue (--signal-queue-bytes, 1 MiB by default) overflows and it
+// drops them as slow consumers. The window keeps the run measuring
+// sustained delivery. By default (Config.SignalWindow 0) it is as many
+// frames as fill half of the server's default queue, so that a listener
+// that keeps up is never evicted, whatever the payload size.
+func signalWindow(cfg Config) int64 {
+	if cfg.SignalWindow > 0 {
+		return int64(cfg.SignalWindow)
+	}
+	// What each frame counts against the server's bound.
+	frame := len("sig ") + len(cfg.Key) + len(" ") + payloadLen(cfg) + len("\n") + server.PushFrameOverhead
+	return int64(max(1, DefaultSignalQueueBytes/2/frame))
+}
 
 // minReceived returns the frame count of the slowest listener.
 func (st *signalState) minReceived() int64 {
@@ -58,10 +90,10 @@ func (st *signalState) minReceived() int64 {
 // await blocks a publisher until it may send one more publish, flushing
 // its own buffered requests first so that they can be delivered.
 func (st *signalState) await(w *worker) {
-	if st.sent.Load()-st.minReceived() >= signalWindow {
+	if st.sent.Load()-st.minReceived() >= st.window {
 		_ = w.flush() // a write error shows up on the next read
 		st.waiting.Add(1)
-		for st.sent.Load()-st.minReceived() >= signalWindow && !st.failed.Load() {
+		for st.sent.Load()-st.minReceived() >= st.window && !st.failed.Load() {
 			select {
 			case <-st.wake:
 			case <-time.After(time.Millisecond):
@@ -72,15 +104,21 @@ func (st *signalState) await(w *worker) {
 	st.sent.Add(1)
 }
 
-// signalSpec publishes "signal <key> <wall-clock ns>" and counts the
+// signalSpec publishes "signal <key> <wall-clock ns><pad>" and counts the
 // receivers its answer reports.
 func signalSpec(st *signalState) opSpec {
-	var buf [20]byte
 	return opSpec{
-		steps: 1,
+		steps:   1,
+		untimed: true, // the listeners measure publish to delivery
 		send: func(w *worker, s *slot) {
 			st.await(w)
-			s.c.request(protocol.CmdSignal, s.key, string(strconv.AppendInt(buf[:0], time.Now().UnixNano(), 10)))
+			// The slot's token buffer is free in this mode: the payload
+			// is built there, so publishing allocates nothing.
+			s.token = strconv.AppendInt(s.token[:0], time.Now().UnixNano(), 10)
+			if len(s.token) < st.size {
+				s.token = append(s.token, st.pad[len(s.token):]...)
+			}
+			s.c.requestToken(protocol.CmdSignal, s.key, s.token)
 		},
 		recv: func(w *worker, s *slot, line []byte) error {
 			n, ok := bytes.CutPrefix(line, []byte("ok "))
@@ -112,7 +150,13 @@ type listener struct {
 func runSignal(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	st := &signalState{received: make([]atomic.Int64, cfg.Listeners), wake: make(chan struct{}, 1)}
+	st := &signalState{
+		received: make([]atomic.Int64, cfg.Listeners),
+		wake:     make(chan struct{}, 1),
+		window:   signalWindow(cfg),
+		size:     payloadLen(cfg),
+	}
+	st.pad = bytes.Repeat([]byte{'.'}, st.size)
 
 	listeners := make([]*listener, cfg.Listeners)
 	defer func() {
@@ -233,9 +277,9 @@ func (l *listener) read(st *signalState, received *atomic.Int64, stop <-chan str
 			}
 		}
 		_, payload, _ := bytes.Cut(rest, []byte{' '})
-		sent, err := strconv.ParseInt(string(payload), 10, 64)
-		if err != nil {
-			return fmt.Errorf("%w: frame payload %q", errUnexpected, payload)
+		sent, ok := parsePayload(payload, st.size)
+		if !ok {
+			return fmt.Errorf("%w: frame payload %.60q (want %d bytes: the publish time, then dots)", errUnexpected, payload, st.size)
 		}
 		t0 := st.t0.Load()
 		if t0 == 0 || sent < t0 {
@@ -252,4 +296,28 @@ func (l *listener) read(st *signalState, received *atomic.Int64, stop <-chan str
 			}
 		}
 	}
+}
+
+// parsePayload checks that payload is a publish's: size bytes, a decimal
+// publish time then '.' padding; it returns the time.
+func parsePayload(payload []byte, size int) (sent int64, ok bool) {
+	if len(payload) != size {
+		return 0, false
+	}
+	i := 0
+	for ; i < len(payload) && payload[i] >= '0' && payload[i] <= '9'; i++ {
+		if i == timestampDigits {
+			return 0, false // would overflow
+		}
+		sent = sent*10 + int64(payload[i]-'0')
+	}
+	if i == 0 {
+		return 0, false
+	}
+	// The padding is checked at its ends only: a full scan would make
+	// the listeners, not the server, the bottleneck with large payloads.
+	if i < len(payload) && (payload[i] != '.' || payload[len(payload)-1] != '.') {
+		return 0, false
+	}
+	return sent, true
 }

@@ -34,9 +34,12 @@ type Options struct {
 	// MaxSubscriptions caps signal subscriptions per connection
 	// (0 = unlimited).
 	MaxSubscriptions int
-	// PushQueue is the number of signal frames a connection may have
-	// queued for writing; a listener whose queue is full is closed as a
-	// slow consumer (0 = 64).
+	// PushQueueBytes bounds the signal bytes a connection may have
+	// accepted and not yet written; a listener that would go past it is
+	// closed as a slow consumer (0 = DefaultPushQueueBytes, 1 MiB).
+	PushQueueBytes int
+	// PushQueue optionally caps the same pending signals in frames
+	// (0 = no frame cap; the byte bound applies either way).
 	PushQueue int
 
 	// Authentication failure limits. They apply to connections that can

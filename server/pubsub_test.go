@@ -1032,7 +1032,7 @@ func TestPubSub_DisconnectCleanupNoGoroutineLeak(t *testing.T) {
 // write timeout that write would never finish).
 func TestPubSub_HalfClosedStalledListenerCleanedUp(t *testing.T) {
 	t.Parallel()
-	ts := startSmallSendPS(t, Options{PushQueue: 64})
+	ts := startSmallSendPS(t, Options{PushQueueBytes: 4 << 20})
 	s := mustDialPS(t, ts.Addr)
 	if line, err := s.do("l", "held", "0"); err != nil || !strings.HasPrefix(line, "ok ") {
 		t.Fatalf("l = %q, %v", line, err)
@@ -1138,7 +1138,7 @@ func TestPubSub_PushWhileBlockedInLock(t *testing.T) {
 // expected next frame, and the counts match.
 func TestPubSub_FramesNeverSplitOrInterleave(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{PushQueue: 4096}, core.Options{})
+	ts := start(t, Options{PushQueueBytes: 1 << 30}, core.Options{})
 	c := mustDialPS(t, ts.Addr)
 	mustExpect(t, c, "listen", "ch", "", "ok")
 	p := mustDialPS(t, ts.Addr)
@@ -1198,7 +1198,7 @@ func TestPubSub_FramesNeverSplitOrInterleave(t *testing.T) {
 // frames arrive in its sequence order.
 func TestPubSub_FramesInPublishOrder(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{PushQueue: 8192}, core.Options{})
+	ts := start(t, Options{PushQueueBytes: 1 << 30}, core.Options{})
 	l := mustDialPS(t, ts.Addr)
 	mustExpect(t, l, "listen", "ord", "", "ok")
 	const n, batch = 2000, 100
@@ -1309,7 +1309,7 @@ var raceChannels = []string{"c.a", "c.b", "d.x.y", "e"}
 // consumer.
 func TestPubSub_ConcurrentJoinLeavePublish(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{PushQueue: 1 << 16}, core.Options{})
+	ts := start(t, Options{PushQueueBytes: 1 << 30}, core.Options{})
 	type sub struct{ pattern, group string }
 	subs := []sub{
 		{"c.a", ""}, {"c.*", ""}, {">", ""}, {"c.a", "g"}, {"c.>", "g"},
@@ -1440,7 +1440,7 @@ func TestPusher_RefusalAfterCloseIsNotSlowConsumer(t *testing.T) {
 
 	c1, c2 := net.Pipe()
 	defer c2.Close()
-	p := newPusher(&session{srv: srv, conn: c1, id: 1}, 4)
+	p := newPusher(&session{srv: srv, conn: c1, id: 1}, 1<<20, 0)
 	p.close()
 	if p.Deliver([]byte("sig a x\n")) {
 		t.Fatal("closed pusher accepted a frame")
@@ -1452,7 +1452,7 @@ func TestPusher_RefusalAfterCloseIsNotSlowConsumer(t *testing.T) {
 
 	d1, d2 := net.Pipe()
 	d2.Close() // every write fails
-	p = newPusher(&session{srv: srv, conn: d1, id: 2}, 4)
+	p = newPusher(&session{srv: srv, conn: d1, id: 2}, 1<<20, 0)
 	defer p.close()
 	if !p.Deliver([]byte("sig a x\n")) {
 		t.Fatal("fresh pusher refused a frame")
@@ -1466,5 +1466,186 @@ func TestPusher_RefusalAfterCloseIsNotSlowConsumer(t *testing.T) {
 	p.Evict()
 	if n := srv.slowConsumers.Load(); n != 0 {
 		t.Fatalf("slow_consumers = %d after a write failure; want 0", n)
+	}
+}
+
+// --- byte-bounded push queues (issue 11, item 6) ----------------------------
+
+// listenerPushers returns the pushers of the server's open sessions that
+// have one (white box: the pointers stay valid after the sessions end).
+func listenerPushers(s *Server) []*pusher {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*pusher
+	for sess := range s.sessions {
+		if sess.push != nil {
+			out = append(out, sess.push)
+		}
+	}
+	return out
+}
+
+// A listener that never reads, fed frames far larger than a small frame
+// count would suggest, holds at most the byte bound pending (counting the
+// writer's batch), then is evicted and counted as a slow consumer.
+func TestPubSub_ByteBoundEvictsNeverReadingListener(t *testing.T) {
+	t.Parallel()
+	const bound = 256 << 10
+	ts := startSmallSendPS(t, Options{PushQueueBytes: bound})
+	s := mustDialPS(t, ts.Addr)
+	mustExpect(t, s, "listen", "big", "", "ok")
+	p := ts.dial(t)
+	ping(t, p)
+	ps := listenerPushers(ts.Server)
+	if len(ps) != 1 {
+		t.Fatalf("%d pushers; want 1", len(ps))
+	}
+	evictedAt := signalUntilZero(t, p, "big")
+	if evictedAt < 0 {
+		t.Fatal("2000 large signals to a listener that never reads: no eviction")
+	}
+	frame := len(bigPayloadFrame("big", 0)) + PushFrameOverhead
+	if peak := ps[0].peakBytes(); peak > bound || peak < bound-frame {
+		t.Fatalf("peak pending = %d bytes; want within one frame (%d) below the bound %d", peak, frame, bound)
+	}
+	if sc := slowConsumers(t, p); sc != 1 {
+		t.Fatalf("slow_consumers = %d; want 1", sc)
+	}
+	eventually(t, "evicted connection forgotten", func() bool { return ts.Connections() == 1 })
+	t.Logf("evicted at signal %d (%d-byte frames, bound %d)", evictedAt, frame, bound)
+}
+
+// A listener that reads, but not at the moment a burst arrives, is not a
+// slow consumer: a burst of 3,000 small frames (far more than the old
+// 64-frame queue) published while it does not read stays within the
+// default byte bound, and it then reads every frame in order.
+func TestPubSub_BurstWithinByteBoundNotEvicted(t *testing.T) {
+	t.Parallel()
+	ts := startSmallSendPS(t, Options{})
+	l := mustDialPS(t, ts.Addr)
+	mustExpect(t, l, "listen", "burst", "", "ok")
+	p := mustDialPS(t, ts.Addr)
+	const n = 3000
+	payload := strings.Repeat("p", 80)
+	var req strings.Builder
+	for i := range n {
+		fmt.Fprintf(&req, "signal\nburst\n%06d%s\n", i, payload)
+	}
+	if _, err := p.conn.Write([]byte(req.String())); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		line, err := p.readLine()
+		if err != nil || line != "ok 1" {
+			t.Fatalf("signal %d = %q, %v; want ok 1", i, line, err)
+		}
+	}
+	// Only now does the listener read.
+	for i := range n {
+		line, err := l.readLine()
+		if want := fmt.Sprintf("sig burst %06d%s", i, payload); err != nil || line != want {
+			t.Fatalf("frame %d = %.40q, %v", i, line, err)
+		}
+	}
+	c := ts.dial(t)
+	if sc := slowConsumers(t, c); sc != 0 {
+		t.Fatalf("slow_consumers = %d; want 0", sc)
+	}
+}
+
+// A listener that stops reading while its queue still has room is closed
+// by the write timeout, and that is counted as a slow consumer too.
+func TestPubSub_WriteTimeoutCountsSlowConsumer(t *testing.T) {
+	t.Parallel()
+	ts := startSmallSendPS(t, Options{WriteTimeout: 200 * time.Millisecond, PushQueueBytes: 64 << 20})
+	s := mustDialPS(t, ts.Addr)
+	mustExpect(t, s, "listen", "big", "", "ok")
+	p := ts.dial(t)
+	// ~1.8 MB: more than the socket buffers hold, far less than the
+	// queue. On a slow machine the timeout may close the listener before
+	// the last of them (ok 0).
+	for i := range 30 {
+		if line := p.Do("signal", "big", bigPayload(i)); line == "ok 0" {
+			break
+		} else if line != "ok 1" {
+			t.Fatalf("signal %d = %q", i, line)
+		}
+	}
+	eventually(t, "listener closed by the write timeout", func() bool { return ts.Connections() == 1 })
+	if sc := slowConsumers(t, p); sc != 1 {
+		t.Fatalf("slow_consumers = %d after the write timeout; want 1", sc)
+	}
+}
+
+// 200 listeners that never read, fed 128 signals of 64 KB: each holds at
+// most the default bound (1 MiB) pending, every one of them is evicted,
+// and every eviction is counted. Not parallel: its bursts of writes would
+// starve the parallel tests that run on 300 ms timeouts.
+func TestPubSub_ManyNeverReadingListenersBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 connections, ~250 MB written")
+	}
+	const listeners, signals = 200, 128
+	ts := startSmallSendPS(t, Options{})
+	for range listeners {
+		s := mustDialPS(t, ts.Addr)
+		mustExpect(t, s, "listen", "m", "", "ok")
+	}
+	p := ts.dial(t)
+	ping(t, p)
+	ps := listenerPushers(ts.Server)
+	if len(ps) != listeners {
+		t.Fatalf("%d pushers; want %d", len(ps), listeners)
+	}
+	payload := strings.Repeat("z", 64000)
+	last := -1
+	for i := range signals {
+		line := p.Do("signal", "m", payload)
+		if !strings.HasPrefix(line, "ok ") {
+			t.Fatalf("signal %d = %q", i, line)
+		}
+		last, _ = strconv.Atoi(line[3:])
+	}
+	if last != 0 {
+		t.Fatalf("the last of %d signals reached %d listeners; want 0 (all evicted)", signals, last)
+	}
+	total := 0
+	for _, x := range ps {
+		peak := x.peakBytes()
+		if peak > DefaultPushQueueBytes {
+			t.Fatalf("a listener had %d bytes pending; bound %d", peak, DefaultPushQueueBytes)
+		}
+		total += peak
+	}
+	if sc := slowConsumers(t, p); sc != listeners {
+		t.Fatalf("slow_consumers = %d; want %d", sc, listeners)
+	}
+	eventually(t, "listeners forgotten", func() bool { return ts.Connections() == 1 })
+	t.Logf("peak pending: %.1f MiB in all, %.2f MiB per listener", float64(total)/(1<<20), float64(total)/listeners/(1<<20))
+}
+
+// Each queued frame counts its bytes plus PushFrameOverhead against the
+// bound, so a peer that never reads cannot make a listener hold many
+// times the bound in tiny frames: with a bound of 100 × (8 + overhead)
+// bytes exactly 100 frames of 8 bytes are accepted (the batch the writer
+// is stuck on included), then frames are refused.
+func TestPusher_TinyFramesCountOverhead(t *testing.T) {
+	t.Parallel()
+	srv := New(Options{Engine: core.New(core.Options{})})
+	c1, c2 := net.Pipe() // nobody reads c2: the writer blocks
+	defer c2.Close()
+	frame := []byte("sig a b\n")
+	const want = 100
+	p := newPusher(&session{srv: srv, conn: c1, id: 1}, want*(len(frame)+PushFrameOverhead), 0)
+	defer p.close()
+	n := 0
+	for p.Deliver(frame) {
+		n++
+		if n > 10*want {
+			break
+		}
+	}
+	if n != want {
+		t.Fatalf("accepted %d frames of %d bytes; want %d", n, len(frame), want)
 	}
 }

@@ -35,8 +35,9 @@ type Server struct {
 	cancel   context.CancelFunc
 	draining atomic.Bool
 	nextID   atomic.Uint64
-	// slowConsumers counts listeners closed because their push queue
-	// was full (shown in stats).
+	// slowConsumers counts listeners closed because they stopped
+	// reading: their push queue was full or a write to them timed out
+	// (shown in stats).
 	slowConsumers atomic.Uint64
 	active        sync.WaitGroup // sessions
 

@@ -100,6 +100,8 @@ type session struct {
 	out []byte
 	// wdUntil is the write deadline armed on conn (zero = none known).
 	wdUntil time.Time
+	// werr is the error of the last failed write.
+	werr error
 
 	// rdUntil is the read deadline armed by the line hook (zero = none
 	// known); only the session goroutine touches it.
@@ -150,6 +152,14 @@ func (sess *session) serve() {
 	reason, ok := sess.open()
 	if ok {
 		reason = sess.loop()
+		if reason == CloseWriteError && sess.push != nil {
+			// A listener whose answer could not be written in time
+			// stopped reading: a slow consumer too.
+			sess.wmu.Lock()
+			werr := sess.werr
+			sess.wmu.Unlock()
+			sess.push.stalled(werr)
+		}
 		if sess.push != nil && sess.push.evicted.Load() {
 			reason = CloseSlowConsumer
 		}
@@ -352,6 +362,18 @@ func (sess *session) flushLocked() bool {
 	if len(sess.out) == 0 {
 		return true
 	}
+	err := sess.writeLocked(sess.out)
+	if cap(sess.out) > 64<<10 {
+		sess.out = make([]byte, 0, 512) // do not keep a huge stats buffer
+	} else {
+		sess.out = sess.out[:0]
+	}
+	return err == nil
+}
+
+// writeLocked writes b to the connection under the write deadline, with
+// wmu held; a failure is also kept in werr.
+func (sess *session) writeLocked(b []byte) error {
 	if wt := sess.srv.opts.WriteTimeout; wt > 0 {
 		// As for reads: every write gets at least the full timeout, and
 		// the deadline moves only when less than that is left.
@@ -360,13 +382,11 @@ func (sess *session) flushLocked() bool {
 			_ = sess.conn.SetWriteDeadline(sess.wdUntil)
 		}
 	}
-	_, err := sess.conn.Write(sess.out)
-	if cap(sess.out) > 64<<10 {
-		sess.out = make([]byte, 0, 512) // do not keep a huge stats buffer
-	} else {
-		sess.out = sess.out[:0]
+	_, err := sess.conn.Write(b)
+	if err != nil {
+		sess.werr = err
 	}
-	return err == nil
+	return err
 }
 
 // block runs wait while watching the connection, so that a peer that

@@ -41,9 +41,9 @@ func FuzzSession(f *testing.F) {
 		f.Fatal(err)
 	}
 	ts := startOn(f, l, Options{
-		ReadTimeout:  10 * time.Second, // the stream is complete: never reached
-		WriteTimeout: 10 * time.Second,
-		PushQueue:    1 << 20, // no slow-consumer eviction: answers are all read
+		ReadTimeout:    10 * time.Second, // the stream is complete: never reached
+		WriteTimeout:   10 * time.Second,
+		PushQueueBytes: 1 << 30, // no slow-consumer eviction: answers are all read
 	}, core.Options{GCInterval: time.Hour, SweepInterval: time.Hour}, true)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		fuzzOneSession(t, ts, in)

@@ -43,6 +43,8 @@ type RunCmd struct {
 	Connections int             `name:"connections" default:"0" help:"Persistent connections per worker (0 = 1); operations rotate over them."`
 	Pipeline    int             `name:"pipeline" default:"1" help:"Operations in flight per worker (needs per-worker keys)."`
 	Listeners   int             `name:"listeners" default:"1" help:"Listening connections in signal mode."`
+	Window      int             `name:"signal-window" default:"0" help:"Signal mode: publishes the publishers may run ahead of the slowest listener (0 = as many frames as fill half of dflockd's default 1 MiB push queue)."`
+	PayloadSize int             `name:"payload-size" default:"0" help:"Signal mode: payload bytes per publish, the publish time padded with dots (0 = the publish time alone, 19 bytes)."`
 	Servers     []string        `name:"servers" default:"127.0.0.1:6388" sep:"," placeholder:"ADDR" help:"Comma list of endpoints (host[:port] with port 6388 by default, a socket path, tls://host:port, unix:///path.sock, quic://host:port); worker i uses entry i mod n."`
 	Transport   string          `name:"transport" placeholder:"NAME" help:"Transport for addresses without a scheme, and of --local and --baseline servers (${transports}; default tcp)."`
 
@@ -138,6 +140,7 @@ func (c *RunCmd) config() (bench.Config, error) {
 		Key: c.Key, SharedKey: c.SharedKey,
 		Timeout: c.Timeout.Duration(), Lease: c.Lease.Duration(),
 		Limit: c.Limit, Connections: c.Connections, Pipeline: c.Pipeline, Listeners: c.Listeners,
+		SignalWindow: c.Window, PayloadSize: c.PayloadSize,
 	}
 	if len(c.Mode) != 1 && !c.Matrix {
 		return cfg, usagef("--mode takes one mode unless --matrix is set")

@@ -73,6 +73,23 @@ func TestJSONAndBaseline(t *testing.T) {
 	}
 }
 
+// --payload-size and --signal-window reach the signal run: the listeners
+// check every payload's size.
+func TestSignalFlags(t *testing.T) {
+	code, out, errOut := runBench(t, "--local", "--mode", "signal", "--workers", "1", "--listeners", "2",
+		"--rounds", "50", "--pipeline", "4", "--payload-size", "128", "--signal-window", "8", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut)
+	}
+	var r bench.Result
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out)
+	}
+	if r.Ops != 100 || r.Listeners != 2 {
+		t.Fatalf("result: %+v", r)
+	}
+}
+
 func TestMatrixCommand(t *testing.T) {
 	code, out, errOut := runBench(t, "--matrix", "--matrix-transports", "tcp,unix", "--matrix-workers", "1,2",
 		"--rounds", "3", "--warmup", "0", "--repeat", "1", "--mode", "lock,twophase")
@@ -99,6 +116,8 @@ func TestInvalidFlagsExit2(t *testing.T) {
 		{[]string{"--warmup=-1"}, "bench: --warmup must be >= 0"},
 		{[]string{"--servers", "a:1,,b:2"}, "bench: empty --servers entry"},
 		{[]string{"--mode", "nope"}, "bench: unknown --mode"},
+		{[]string{"--mode", "signal", "--signal-window=-1"}, "bench: --signal-window must be >= 0"},
+		{[]string{"--mode", "signal", "--payload-size", "10"}, "bench: --payload-size must be 0 or at least 19"},
 		{[]string{"--mode", "lock,signal"}, "bench: --mode takes one mode"},
 		{[]string{"--pipeline", "4", "--shared-key"}, "per-worker keys"},
 		{[]string{"--no-such-flag"}, "bench: unknown flag"},

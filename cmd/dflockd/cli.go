@@ -74,7 +74,8 @@ type ServeCmd struct {
 	MaxConnectionsPerIP int `name:"max-connections-per-ip" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS_PER_IP" group:"Limits" help:"Open connections per client IP (0 = unlimited)."`
 	MaxWaiters          int `name:"max-waiters" default:"0" envvar:"DFLOCKD_MAX_WAITERS" group:"Limits" help:"Queued waiters per key (0 = unlimited)."`
 	MaxSubscriptions    int `name:"max-subscriptions" default:"0" envvar:"DFLOCKD_MAX_SUBSCRIPTIONS" group:"Limits" help:"Signal subscriptions per connection (0 = unlimited)."`
-	SignalQueue         int `name:"signal-queue" default:"64" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Signal frames a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0)."`
+	SignalQueueBytes    int `name:"signal-queue-bytes" default:"1048576" envvar:"DFLOCKD_SIGNAL_QUEUE_BYTES" group:"Limits" help:"Signal bytes a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0; default 1 MiB)."`
+	SignalQueue         int `name:"signal-queue" default:"0" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Optional cap on the same waiting signals in frames, on top of --signal-queue-bytes (0 = no frame cap)."`
 
 	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
 	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
@@ -285,7 +286,8 @@ func (c *ServeCmd) validate() error {
 		{"max-connections-per-ip", counts(c.MaxConnectionsPerIP), 0, math.MaxInt64, false},
 		{"max-waiters", counts(c.MaxWaiters), 0, math.MaxInt64, false},
 		{"max-subscriptions", counts(c.MaxSubscriptions), 0, math.MaxInt64, false},
-		{"signal-queue", counts(c.SignalQueue), 1, math.MaxInt32, false},
+		{"signal-queue-bytes", counts(c.SignalQueueBytes), 1, math.MaxInt32, false},
+		{"signal-queue", counts(c.SignalQueue), 0, math.MaxInt32, false},
 		{"read-timeout", c.ReadTimeout, 1, maxSeconds, true},
 		{"write-timeout", c.WriteTimeout, 0, maxSeconds, true},
 		{"shutdown-timeout", c.ShutdownTimeout, 0, maxSeconds, true},
@@ -476,6 +478,7 @@ func (c *ServeCmd) serverOptions(engine *core.Engine, log *slog.Logger) server.O
 		MaxConns:         c.MaxConnections,
 		MaxConnsPerIP:    c.MaxConnectionsPerIP,
 		MaxSubscriptions: c.MaxSubscriptions,
+		PushQueueBytes:   c.SignalQueueBytes,
 		PushQueue:        c.SignalQueue,
 	}
 	if c.token != "" {

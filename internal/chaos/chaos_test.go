@@ -507,7 +507,7 @@ func TestChaos(t *testing.T) {
 		// A queue deep enough that no listener is ever evicted as a slow
 		// consumer: an eviction would drop the locks of a client that
 		// believes it holds them.
-		server.Options{ReadTimeout: 5 * time.Minute, WriteTimeout: 30 * time.Second, PushQueue: 1 << 14})
+		server.Options{ReadTimeout: 5 * time.Minute, WriteTimeout: 30 * time.Second, PushQueueBytes: 1 << 30})
 
 	run := &chaosRun{cl: cl, res: make(map[string]*Resource), limit: make(map[string]int)}
 	for _, k := range lockKeys {
