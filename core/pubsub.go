@@ -129,17 +129,26 @@ type ChannelStat struct {
 // per wildcard pattern with plain listeners, per (channel, group) and per
 // (pattern, group), sorted by pattern then group. The result is never
 // nil. Each pattern is read under its own lock, so the snapshot is
-// consistent per pattern, not across patterns.
+// consistent per pattern, not across patterns. It is SignalStatsUpTo(-1)
+// without the total.
 func (e *Engine) SignalStats() []ChannelStat {
-	out := []ChannelStat{}
-	for _, ent := range e.subs.entries() {
-		out = ent.appendStats(out)
-	}
+	out, _ := e.SignalStatsUpTo(-1)
+	return out
+}
+
+// SignalStatsUpTo is SignalStats listing at most limit entries (limit < 0:
+// all); total is the number of entries there are. Past the limit it lists
+// an arbitrary subset (sorted), and its cost does not depend on the
+// number of subscriptions: the walk stops at the limit and the total is
+// kept as subscriptions come and go. When nothing is left out, total is
+// len(list).
+func (e *Engine) SignalStatsUpTo(limit int) (list []ChannelStat, total int) {
+	out, total := e.subs.stats(limit)
 	slices.SortFunc(out, func(a, b ChannelStat) int {
 		if c := cmp.Compare(a.Pattern, b.Pattern); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Group, b.Group)
 	})
-	return out
+	return out, total
 }

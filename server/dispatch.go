@@ -67,6 +67,7 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		}
 		sess.wmu.Lock()
 		sess.out = protocol.AppendOKInt(sess.out, int64(l.TTL/time.Second))
+		sess.noteOut()
 		sess.wmu.Unlock()
 	case protocol.CmdEnqueue, protocol.CmdSemEnqueue:
 		l, acquired, err := e.Enqueue(sess.owner, kindOf(req.Cmd), view(req.Key), core.AcquireOptions{Limit: req.Limit, TTL: req.TTL})
@@ -112,6 +113,7 @@ func (sess *session) grant(st protocol.Status, l core.Lease) {
 	sess.wmu.Lock()
 	tok := l.Token
 	sess.out = protocol.AppendGrant(sess.out, st, view(tok[:]), l.TTL)
+	sess.noteOut()
 	sess.wmu.Unlock()
 }
 
@@ -167,6 +169,8 @@ func (sess *session) gone() CloseReason {
 }
 
 // statsBody is the JSON shape of `stats` (§5). Every slice is non-nil.
+// The members up to signal_channels are the 1.x ones, unchanged; the rest
+// are dflockd additions.
 type statsBody struct {
 	Connections    int                  `json:"connections"`
 	Locks          []core.LockStat      `json:"locks"`
@@ -176,20 +180,53 @@ type statsBody struct {
 	SignalChannels []core.ChannelStat   `json:"signal_channels"`
 	SlowConsumers  uint64               `json:"slow_consumers"`
 	Clients        []clientStat         `json:"clients"`
+	// Totals counts the entries each list would have without the cap
+	// (Options.StatsMaxItems); Truncated says some list is shorter.
+	Totals    statsTotals `json:"totals"`
+	Truncated bool        `json:"truncated"`
 }
 
+// statsTotals is stats.totals: one count per list of statsBody.
+type statsTotals struct {
+	core.KeyTotals
+	SignalChannels int `json:"signal_channels"`
+	Clients        int `json:"clients"`
+}
+
+// statsLimit is the per-list cap of a stats answer (0: none listed).
+func (s *Server) statsLimit() int {
+	switch n := s.opts.StatsMaxItems; {
+	case n == 0:
+		return DefaultStatsMaxItems
+	case n < 0:
+		return 0
+	default:
+		return n
+	}
+}
+
+// stats answers `stats`. Each list holds at most statsLimit entries, so
+// one answer is bounded in size, and in cost by the number of keys (capped
+// by the engine's MaxKeys) plus the entries listed, however many
+// subscriptions and connections there are. No lock is held across the
+// walk: each key and each channel is read under its own lock.
 func (sess *session) stats() {
 	e := sess.srv.opts.Engine
-	st := e.Stats()
+	limit := sess.srv.statsLimit()
+	st := e.StatsUpTo(limit)
+	channels, nchannels := e.SignalStatsUpTo(limit)
+	clients, nclients := sess.srv.clients(limit)
 	body, err := json.Marshal(statsBody{
 		Connections:    sess.srv.Connections(),
 		Locks:          st.Locks,
 		Semaphores:     st.Semaphores,
 		IdleLocks:      st.IdleLocks,
 		IdleSemaphores: st.IdleSemaphores,
-		SignalChannels: e.SignalStats(),
+		SignalChannels: channels,
 		SlowConsumers:  sess.srv.slowConsumers.Load(),
-		Clients:        sess.srv.clients(),
+		Clients:        clients,
+		Totals:         statsTotals{KeyTotals: st.Totals, SignalChannels: nchannels, Clients: nclients},
+		Truncated:      st.Truncated() || len(channels) < nchannels || len(clients) < nclients,
 	})
 	if err != nil {
 		sess.srv.log.Error("stats: encoding failed", "err", err)
@@ -198,5 +235,6 @@ func (sess *session) stats() {
 	}
 	sess.wmu.Lock()
 	sess.out = protocol.AppendOKBody(sess.out, body)
+	sess.noteOut()
 	sess.wmu.Unlock()
 }

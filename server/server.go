@@ -240,11 +240,22 @@ type clientStat struct {
 	Identity  string `json:"identity"`
 }
 
-// clients lists the open connections by id; the slice is never nil.
-func (s *Server) clients() []clientStat {
+// clients lists at most limit open sessions (limit < 0: all), an
+// arbitrary subset sorted by id, and returns how many there are. The
+// slice is never nil. The server's mutex is held only while the listed
+// sessions are copied.
+func (s *Server) clients(limit int) (out []clientStat, total int) {
 	s.mu.Lock()
-	out := make([]clientStat, 0, len(s.sessions))
+	total = len(s.sessions)
+	n := total
+	if limit >= 0 {
+		n = min(n, limit)
+	}
+	out = make([]clientStat, 0, n)
 	for sess := range s.sessions {
+		if len(out) == n {
+			break
+		}
 		out = append(out, clientStat{
 			ID:        sess.id,
 			Transport: sess.transport,
@@ -254,7 +265,7 @@ func (s *Server) clients() []clientStat {
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b clientStat) int { return cmp.Compare(a.ID, b.ID) })
-	return out
+	return out, total
 }
 
 // Shutdown stops the server gracefully (§7.6): it closes every listener,

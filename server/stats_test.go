@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -27,8 +28,14 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 8 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" {
-		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0 and clients: %v", len(raw), raw)
+	if len(raw) != 10 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
+		string(raw["truncated"]) != "false" {
+		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, totals "+
+			"and truncated false: %s", len(raw), line)
+	}
+	const zeroTotals = `{"locks":0,"semaphores":0,"idle_locks":0,"idle_semaphores":0,"signal_channels":0,"clients":1}`
+	if string(raw["totals"]) != zeroTotals {
+		t.Fatalf("totals = %s; want %s", raw["totals"], zeroTotals)
 	}
 	if string(raw["connections"]) != "1" || st.Connections != 1 {
 		t.Fatalf("connections = %s; want 1", raw["connections"])
@@ -163,5 +170,95 @@ func TestStats_ConnectionsDropAfterClose(t *testing.T) {
 	eventually(t, "connections back to 1", func() bool { return ts.Connections() == 1 })
 	if st, _ := wireStats(t, mon); st.Connections != 1 {
 		t.Fatalf("connections = %d; want 1", st.Connections)
+	}
+}
+
+// statsCapped is the part of a stats answer the listing cap touches.
+type statsCapped struct {
+	Locks          []core.LockStat      `json:"locks"`
+	Semaphores     []core.SemaphoreStat `json:"semaphores"`
+	IdleLocks      []core.IdleStat      `json:"idle_locks"`
+	IdleSemaphores []core.IdleStat      `json:"idle_semaphores"`
+	SignalChannels []core.ChannelStat   `json:"signal_channels"`
+	Clients        []clientStat         `json:"clients"`
+	Totals         map[string]int       `json:"totals"`
+	Truncated      bool                 `json:"truncated"`
+}
+
+func cappedStats(t *testing.T, c *testutil.LineClient) statsCapped {
+	t.Helper()
+	line := c.Do("stats", "_", "")
+	body, ok := strings.CutPrefix(line, "ok ")
+	if !ok {
+		t.Fatalf("stats answer %q", line)
+	}
+	var st statsCapped
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("stats JSON %q: %v", body, err)
+	}
+	return st
+}
+
+// Options.StatsMaxItems caps every list of a stats answer; totals count
+// everything and truncated says a list was cut. Zero is the default
+// (1000), negative lists nothing.
+func TestStats_MaxItems(t *testing.T) {
+	t.Parallel()
+	wantTotals := map[string]int{"locks": 5, "semaphores": 4, "idle_locks": 3, "idle_semaphores": 3,
+		"signal_channels": 6, "clients": 4}
+	setup := func(t *testing.T, maxItems int) *testutil.LineClient {
+		ts := start(t, Options{StatsMaxItems: maxItems}, core.Options{})
+		c := ts.dial(t)
+		for i := range 5 {
+			expectGrant(t, c.Do("l", fmt.Sprintf("l%d", i), "0"), "ok", "33")
+		}
+		for i := range 4 {
+			expectGrant(t, c.Do("sl", fmt.Sprintf("s%d", i), "0 2"), "ok", "33")
+		}
+		for i := range 3 {
+			tok := expectGrant(t, c.Do("l", fmt.Sprintf("il%d", i), "0"), "ok", "33")
+			c.Expect("r", fmt.Sprintf("il%d", i), tok, "ok")
+			tok = expectGrant(t, c.Do("sl", fmt.Sprintf("is%d", i), "0 3"), "ok", "33")
+			c.Expect("sr", fmt.Sprintf("is%d", i), tok, "ok")
+		}
+		for i := range 4 {
+			c.Expect("listen", fmt.Sprintf("ch%d", i), "", "ok")
+		}
+		c.Expect("listen", "ch.>", "", "ok")
+		c.Expect("listen", "ch.>", "g", "ok")
+		for range 3 {
+			ping(t, ts.dial(t))
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		maxItems, listed int
+		truncated        bool
+	}{
+		{0, 1000, false}, // the default lists everything here
+		{2, 2, true},
+		{6, 6, false}, // the longest list fits exactly
+		{-1, 0, true},
+	} {
+		t.Run(fmt.Sprint(tc.maxItems), func(t *testing.T) {
+			st := cappedStats(t, setup(t, tc.maxItems))
+			if fmt.Sprint(st.Totals) != fmt.Sprint(wantTotals) {
+				t.Fatalf("totals = %v; want %v", st.Totals, wantTotals)
+			}
+			if st.Truncated != tc.truncated {
+				t.Fatalf("truncated = %v; want %v", st.Truncated, tc.truncated)
+			}
+			lens := map[string]int{"locks": len(st.Locks), "semaphores": len(st.Semaphores),
+				"idle_locks": len(st.IdleLocks), "idle_semaphores": len(st.IdleSemaphores),
+				"signal_channels": len(st.SignalChannels), "clients": len(st.Clients)}
+			for k, n := range lens {
+				if want := min(tc.listed, wantTotals[k]); n != want {
+					t.Fatalf("%s lists %d entries; want %d (lists %v)", k, n, want, lens)
+				}
+			}
+			if st.Locks == nil || st.SignalChannels == nil || st.Clients == nil {
+				t.Fatal("a capped list is null; want []")
+			}
+		})
 	}
 }
