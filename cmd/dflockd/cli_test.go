@@ -66,7 +66,8 @@ func TestDefaults(t *testing.T) {
 	}
 	so := c.serverOptions(nil, nil)
 	if so.ReadTimeout != 23*time.Second || so.WriteTimeout != 5*time.Second || so.MaxConns != 0 ||
-		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueue != 64 || so.Auth != nil {
+		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueue != 64 || so.Auth != nil ||
+		so.StatsMaxItems != 1000 {
 		t.Errorf("serverOptions = %+v", so)
 	}
 	if c.shutdownTimeout() != 30*time.Second {
@@ -136,6 +137,10 @@ var flagCases = []struct {
 		func(s *settings) bool { return s.server.MaxSubscriptions == 14 }},
 	{[]string{"--signal-queue", "128"}, map[string]string{"DFLOCKD_SIGNAL_QUEUE": "128"},
 		func(s *settings) bool { return s.server.PushQueue == 128 }},
+	{[]string{"--stats-max-items", "20"}, map[string]string{"DFLOCKD_STATS_MAX_ITEMS": "20"},
+		func(s *settings) bool { return s.server.StatsMaxItems == 20 }},
+	{[]string{"--stats-max-items", "0"}, map[string]string{"DFLOCKD_STATS_MAX_ITEMS": "0"},
+		func(s *settings) bool { return s.server.StatsMaxItems < 0 }},
 	{[]string{"--read-timeout", "15"}, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "15"},
 		func(s *settings) bool { return s.server.ReadTimeout == 15*time.Second }},
 	{[]string{"--write-timeout", "16"}, map[string]string{"DFLOCKD_WRITE_TIMEOUT_S": "16"},
@@ -394,6 +399,7 @@ func TestValidation(t *testing.T) {
 		{[]string{"--max-waiters=-1"}, "--max-waiters"},
 		{[]string{"--max-subscriptions=-1"}, "--max-subscriptions"},
 		{[]string{"--signal-queue", "0"}, "--signal-queue"},
+		{[]string{"--stats-max-items=-1"}, "--stats-max-items"},
 		{[]string{"--read-timeout", "0"}, "--read-timeout"},
 		{[]string{"--write-timeout", "0"}, ""},
 		{[]string{"--write-timeout=-1"}, "--write-timeout"},
