@@ -129,10 +129,9 @@ type ChannelStat struct {
 // per wildcard pattern with plain listeners, per (channel, group) and per
 // (pattern, group), sorted by pattern then group. The result is never
 // nil. Each pattern is read under its own lock, so the snapshot is
-// consistent per pattern, not across patterns. It is SignalStatsUpTo(-1)
-// without the total.
+// consistent per pattern, not across patterns.
 func (e *Engine) SignalStats() []ChannelStat {
-	out, _ := e.SignalStatsUpTo(-1)
+	out, _ := e.SignalStatsUpTo(nil, -1)
 	return out
 }
 
@@ -141,9 +140,11 @@ func (e *Engine) SignalStats() []ChannelStat {
 // an arbitrary subset (sorted), and its cost does not depend on the
 // number of subscriptions: the walk stops at the limit and the total is
 // kept as subscriptions come and go. When nothing is left out, total is
-// len(list).
-func (e *Engine) SignalStatsUpTo(limit int) (list []ChannelStat, total int) {
-	out, total := e.subs.stats(limit)
+// len(list). The list reuses dst's storage (its contents are replaced),
+// so a caller that keeps it between calls allocates nothing once it has
+// grown.
+func (e *Engine) SignalStatsUpTo(dst []ChannelStat, limit int) (list []ChannelStat, total int) {
+	out, total := e.subs.stats(emptied(dst), limit)
 	slices.SortFunc(out, func(a, b ChannelStat) int {
 		if c := cmp.Compare(a.Pattern, b.Pattern); c != 0 {
 			return c

@@ -59,22 +59,30 @@ func seconds(nanos int64) float64 {
 	return math.Round(float64(nanos)/1e6) / 1e3
 }
 
-// Stats returns a snapshot listing every key. It is StatsUpTo(-1).
-func (e *Engine) Stats() Stats { return e.StatsUpTo(-1) }
+// Stats returns a snapshot listing every key.
+func (e *Engine) Stats() Stats {
+	var st Stats
+	e.StatsUpTo(&st, -1)
+	return st
+}
 
-// StatsUpTo returns a snapshot that lists at most limit keys of each kind
-// (lock, semaphore, idle lock, idle semaphore); a negative limit lists
-// all. Every key is still visited to count Totals, but nothing is
-// allocated for keys past the limit, so the cost is one short visit per
-// key (the key count is capped by Options.MaxKeys) plus the listed
-// entries. Each key is read under its own mutex, so the snapshot is
-// consistent per key but not across keys; no lock is held across keys.
-func (e *Engine) StatsUpTo(limit int) Stats {
-	st := Stats{
-		Locks:          []LockStat{},
-		Semaphores:     []SemaphoreStat{},
-		IdleLocks:      []IdleStat{},
-		IdleSemaphores: []IdleStat{},
+// StatsUpTo fills st with a snapshot that lists at most limit keys of each
+// kind (lock, semaphore, idle lock, idle semaphore); a negative limit
+// lists all. Every key is still visited to count Totals, but nothing is
+// stored for keys past the limit, so the cost is one short visit per key
+// (the key count is capped by Options.MaxKeys) plus the listed entries.
+// Each key is read under its own mutex, so the snapshot is consistent per
+// key but not across keys; no lock is held across keys.
+//
+// The lists of st are truncated and reused, so a caller that keeps one
+// Stats between calls allocates nothing once they have grown; nil lists
+// become empty ones.
+func (e *Engine) StatsUpTo(st *Stats, limit int) {
+	*st = Stats{
+		Locks:          emptied(st.Locks),
+		Semaphores:     emptied(st.Semaphores),
+		IdleLocks:      emptied(st.IdleLocks),
+		IdleSemaphores: emptied(st.IdleSemaphores),
 	}
 	room := func(n int) bool { return limit < 0 || n < limit }
 	for _, m := range e.ns {
@@ -126,5 +134,12 @@ func (e *Engine) StatsUpTo(limit int) Stats {
 			return true
 		})
 	}
-	return st
+}
+
+// emptied returns s with length 0, or an empty non-nil slice for nil.
+func emptied[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s[:0]
 }

@@ -53,7 +53,8 @@ func TestStatsUpTo_CapsListsAndCountsAll(t *testing.T) {
 	}
 
 	for _, limit := range []int{0, 1, 3, 4, 10, 11} {
-		st := e.StatsUpTo(limit)
+		var st Stats
+		e.StatsUpTo(&st, limit)
 		if st.Totals != wantTotals {
 			t.Fatalf("StatsUpTo(%d) totals = %+v; want %+v", limit, st.Totals, wantTotals)
 		}
@@ -106,7 +107,7 @@ func TestSignalStatsUpTo_CapsAndTotals(t *testing.T) {
 		t.Fatalf("SignalStats has %d rows; want 42", len(all))
 	}
 	for _, limit := range []int{0, 1, 10, 29, 30, 31, 41, 42, 43, -1} {
-		list, total := e.SignalStatsUpTo(limit)
+		list, total := e.SignalStatsUpTo(nil, limit)
 		if total != 42 {
 			t.Fatalf("SignalStatsUpTo(%d) total = %d; want 42", limit, total)
 		}
@@ -136,7 +137,7 @@ func TestSignalStatsUpTo_CapsAndTotals(t *testing.T) {
 	mustUnsubscribe(t, e, s, "c1", "g") // c1 keeps its plain row
 	mustUnsubscribe(t, e, s, "w0.*", "")
 	mustUnsubscribe(t, e, s, "c29", "")
-	if _, total := e.SignalStatsUpTo(3); total != 38 {
+	if _, total := e.SignalStatsUpTo(nil, 3); total != 38 {
 		t.Fatalf("total after 4 unsubscribes = %d; want 38", total)
 	}
 	if n := len(e.SignalStats()); n != 38 {
@@ -163,7 +164,7 @@ func TestSignalStatsUpTo_TotalTracksChurn(t *testing.T) {
 			mustSubscribe(t, e, s, p, g)
 			held[k] = true
 		}
-		list, total := e.SignalStatsUpTo(-1)
+		list, total := e.SignalStatsUpTo(nil, -1)
 		if total != len(list) || int(e.subs.rows.Load()) != len(list) {
 			t.Fatalf("step %d: %d rows listed, total %d, counter %d", i, len(list), total, e.subs.rows.Load())
 		}
@@ -181,7 +182,7 @@ func TestSignalStatsUpTo_CostIndependentOfSubscriptions(t *testing.T) {
 	allocs := func(n int) float64 {
 		e := New(Options{})
 		subscribeRows(t, e, n, 0, 0)
-		return testing.AllocsPerRun(20, func() { _, _ = e.SignalStatsUpTo(10) })
+		return testing.AllocsPerRun(20, func() { _, _ = e.SignalStatsUpTo(nil, 10) })
 	}
 	small, large := allocs(100), allocs(20000)
 	if large > small {
@@ -195,7 +196,28 @@ func BenchmarkSignalStatsUpTo(b *testing.B) {
 	e := New(Options{})
 	subscribeRows(b, e, 100000, 0, 0)
 	b.ReportAllocs()
+	var list []ChannelStat
 	for b.Loop() {
-		_, _ = e.SignalStatsUpTo(1000)
+		list, _ = e.SignalStatsUpTo(list, 1000)
+	}
+}
+
+// A Stats kept between calls is reused: once its lists have grown, a
+// snapshot allocates nothing for them.
+func TestStatsUpTo_ReusesLists(t *testing.T) {
+	e := statsFixture(t)
+	var st Stats
+	e.StatsUpTo(&st, 3)
+	if n := testing.AllocsPerRun(20, func() { e.StatsUpTo(&st, 3) }); n > 1 {
+		t.Fatalf("StatsUpTo with reused lists allocates %.0f times; want at most 1", n)
+	}
+	if len(st.Locks) != 3 || st.Totals.Locks != 10 {
+		t.Fatalf("reused snapshot lists %d locks of %d", len(st.Locks), st.Totals.Locks)
+	}
+	var list []ChannelStat
+	subscribeRows(t, e, 30, 2, 0)
+	list, _ = e.SignalStatsUpTo(list, 5)
+	if n := testing.AllocsPerRun(20, func() { list, _ = e.SignalStatsUpTo(list, 5) }); n > 1 {
+		t.Fatalf("SignalStatsUpTo with a reused list allocates %.0f times; want at most 1", n)
 	}
 }

@@ -438,15 +438,15 @@ func walk(n *node, visit func(*entry) bool) bool {
 	return true
 }
 
-// stats returns at most limit stats rows (limit < 0: all), literal
-// patterns first, and the number of rows in the table. The walk stops at
+// stats appends to out (empty, non-nil) at most limit stats rows (limit <
+// 0: all), literal patterns first, and returns the number of rows in the
+// table. The walk stops at
 // the first row past the limit, so a capped call costs O(limit) however
 // many subscriptions there are. When nothing was left out the total is
 // the number of rows listed (exact for this walk); otherwise it is the
 // rows counter, which concurrent changes may have moved, and at least one
 // more than listed.
-func (l *sublist) stats(limit int) (out []ChannelStat, total int) {
-	out = []ChannelStat{}
+func (l *sublist) stats(out []ChannelStat, limit int) (_ []ChannelStat, total int) {
 	full := false
 	visit := func(ent *entry) bool {
 		out, full = ent.appendStats(out, limit)

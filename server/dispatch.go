@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -205,36 +207,101 @@ func (s *Server) statsLimit() int {
 	}
 }
 
-// stats answers `stats`. Each list holds at most statsLimit entries, so
-// one answer is bounded in size, and in cost by the number of keys (capped
-// by the engine's MaxKeys) plus the entries listed, however many
-// subscriptions and connections there are. No lock is held across the
-// walk: each key and each channel is read under its own lock.
+// stats answers `stats`.
 func (sess *session) stats() {
-	e := sess.srv.opts.Engine
-	limit := sess.srv.statsLimit()
-	st := e.StatsUpTo(limit)
-	channels, nchannels := e.SignalStatsUpTo(limit)
-	clients, nclients := sess.srv.clients(limit)
-	body, err := json.Marshal(statsBody{
-		Connections:    sess.srv.Connections(),
-		Locks:          st.Locks,
-		Semaphores:     st.Semaphores,
-		IdleLocks:      st.IdleLocks,
-		IdleSemaphores: st.IdleSemaphores,
-		SignalChannels: channels,
-		SlowConsumers:  sess.srv.slowConsumers.Load(),
-		Clients:        clients,
-		Totals:         statsTotals{KeyTotals: st.Totals, SignalChannels: nchannels, Clients: nclients},
-		Truncated:      st.Truncated() || len(channels) < nchannels || len(clients) < nclients,
-	})
+	ans, err := sess.srv.statsAnswer()
 	if err != nil {
 		sess.srv.log.Error("stats: encoding failed", "err", err)
 		sess.reply(protocol.StatusError)
 		return
 	}
 	sess.wmu.Lock()
-	sess.out = protocol.AppendOKBody(sess.out, body)
+	if len(sess.out) == 0 {
+		sess.out = ans // no copy: flushLocked recycles it after the write
+	} else {
+		sess.out = append(sess.out, ans...)
+		recycleOut(ans)
+	}
 	sess.noteOut()
 	sess.wmu.Unlock()
+}
+
+// statsKeep is the largest encoding scratch kept between stats answers.
+const statsKeep = 4 << 20
+
+// statsAnswer builds one `stats` answer line ("ok <json>\n").
+//
+// Each list holds at most statsLimit entries, so an answer is bounded in
+// size, and in cost by the number of keys (capped by the engine's MaxKeys)
+// plus the entries listed, however many subscriptions and connections
+// there are. No lock that other requests need is held across the walk:
+// each key and each channel is read under its own lock, and the server's
+// mutex only while the listed clients are copied.
+//
+// Answers are built one at a time server-wide (statsMu), in scratch kept
+// by the server, and land in a recycled output buffer (bigOut): however
+// many connections pipeline stats, at most one answer is being built,
+// which bounds the memory and CPU they take (one core at most, little
+// garbage) and leaves other connections' requests their share. statsMu
+// is never held while waiting for a connection.
+func (s *Server) statsAnswer() ([]byte, error) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	e := s.opts.Engine
+	limit := s.statsLimit()
+	st := &s.statsKeys
+	e.StatsUpTo(st, limit)
+	var nchannels, nclients int
+	s.statsChannels, nchannels = e.SignalStatsUpTo(s.statsChannels, limit)
+	s.statsClients, nclients = s.clients(s.statsClients, limit)
+	s.statsBuf.Reset()
+	err := json.NewEncoder(&s.statsBuf).Encode(statsBody{
+		Connections:    s.Connections(),
+		Locks:          st.Locks,
+		Semaphores:     st.Semaphores,
+		IdleLocks:      st.IdleLocks,
+		IdleSemaphores: st.IdleSemaphores,
+		SignalChannels: s.statsChannels,
+		SlowConsumers:  s.slowConsumers.Load(),
+		Clients:        s.statsClients,
+		Totals:         statsTotals{KeyTotals: st.Totals, SignalChannels: nchannels, Clients: nclients},
+		Truncated:      st.Truncated() || len(s.statsChannels) < nchannels || len(s.statsClients) < nclients,
+	})
+	// The scratch must not keep keys, patterns or remotes alive.
+	clear(st.Locks)
+	clear(st.Semaphores)
+	clear(st.IdleLocks)
+	clear(st.IdleSemaphores)
+	clear(s.statsChannels)
+	clear(s.statsClients)
+	if err != nil {
+		return nil, err
+	}
+	body := bytes.TrimSuffix(s.statsBuf.Bytes(), []byte{'\n'})
+	ans := protocol.AppendOKBody(outBuffer(len("ok ")+len(body)+1), body)
+	if s.statsBuf.Cap() > statsKeep {
+		s.statsBuf = bytes.Buffer{}
+	}
+	return ans, nil
+}
+
+// bigOut holds written output buffers that had grown past 64 KiB (stats
+// answers, mostly) for the next stats answer of any connection: no
+// connection keeps one, and pipelined stats do not allocate one each. Like
+// any sync.Pool it is emptied by garbage collection when unused.
+var bigOut sync.Pool // of *[]byte
+
+// recycleOut offers b, no longer referenced by its owner, to bigOut.
+func recycleOut(b []byte) {
+	b = b[:0]
+	bigOut.Put(&b)
+}
+
+// outBuffer returns an empty buffer with room for n bytes, from bigOut
+// when it has one that large.
+func outBuffer(n int) []byte {
+	if p, _ := bigOut.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n+n/8) // room for a slightly longer answer next time
 }

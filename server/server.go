@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/transport"
 )
 
@@ -39,6 +41,14 @@ type Server struct {
 	// was full (shown in stats).
 	slowConsumers atomic.Uint64
 	active        sync.WaitGroup // sessions
+
+	// statsMu makes stats answers be built one at a time (dispatch.go);
+	// it guards the scratch they are built in.
+	statsMu       sync.Mutex
+	statsBuf      bytes.Buffer
+	statsKeys     core.Stats
+	statsChannels []core.ChannelStat
+	statsClients  []clientStat
 
 	mu        sync.Mutex
 	closed    bool
@@ -241,17 +251,20 @@ type clientStat struct {
 }
 
 // clients lists at most limit open sessions (limit < 0: all), an
-// arbitrary subset sorted by id, and returns how many there are. The
-// slice is never nil. The server's mutex is held only while the listed
-// sessions are copied.
-func (s *Server) clients(limit int) (out []clientStat, total int) {
+// arbitrary subset sorted by id, in dst's storage (its contents are
+// replaced), and returns how many there are. The slice is never nil. The
+// server's mutex is held only while the listed sessions are copied.
+func (s *Server) clients(dst []clientStat, limit int) (out []clientStat, total int) {
 	s.mu.Lock()
 	total = len(s.sessions)
 	n := total
 	if limit >= 0 {
 		n = min(n, limit)
 	}
-	out = make([]clientStat, 0, n)
+	out = slices.Grow(dst[:0], n)
+	if out == nil {
+		out = []clientStat{} // JSON []
+	}
 	for sess := range s.sessions {
 		if len(out) == n {
 			break

@@ -374,7 +374,10 @@ func (sess *session) flushLocked() bool {
 	}
 	_, err := sess.conn.Write(sess.out)
 	if cap(sess.out) > 64<<10 {
-		sess.out = make([]byte, 0, 512) // do not keep a huge stats buffer
+		// Do not keep a huge stats buffer; the next stats answer of any
+		// connection may reuse it.
+		recycleOut(sess.out)
+		sess.out = make([]byte, 0, 512)
 	} else {
 		sess.out = sess.out[:0]
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -260,5 +261,91 @@ func TestStats_MaxItems(t *testing.T) {
 				t.Fatal("a capped list is null; want []")
 			}
 		})
+	}
+}
+
+// BenchmarkStatsAnswer builds one stats answer on a server holding 1,024
+// locks with 240-byte keys and 100,000 subscriptions (issue 11's case):
+//
+//	go test -run '^$' -bench StatsAnswer -benchmem ./server/
+func BenchmarkStatsAnswer(b *testing.B) {
+	e := core.New(core.Options{MaxKeys: 2048})
+	o := core.NewOwner(1)
+	for i := range 1024 {
+		key := fmt.Sprintf("%s%08d", strings.Repeat("k", 232), i)
+		if _, _, err := e.Acquire(o, core.KindLock, key, core.AcquireOptions{TTL: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := New(Options{Engine: e})
+	p := &idleSub{}
+	for i := range 100000 {
+		if _, err := e.Subscribe(p, fmt.Sprintf("ch.%d", i), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ans, err := s.statsAnswer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		recycleOut(ans) // as flushLocked does once it is written
+	}
+}
+
+// idleSub is a subscriber that is never signalled.
+type idleSub struct{ _ int }
+
+func (*idleSub) Deliver([]byte) bool { return true }
+func (*idleSub) Evict()              {}
+
+// Connections pipelining stats at once while keys and subscriptions
+// change all get complete, well-formed answers (answers are built one at
+// a time in shared scratch and recycled buffers; -race checks the
+// sharing).
+func TestStats_ConcurrentPipelined(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{StatsMaxItems: 5}, core.Options{})
+	churn := ts.dial(t)
+	const conns, perConn = 4, 40
+	done := make(chan error, conns)
+	for range conns {
+		c := ts.dial(t)
+		c.Send(strings.Repeat("stats\n_\n\n", perConn))
+		_ = c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReaderSize(c.Conn, 1<<20)
+		go func() {
+			for i := range perConn {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					done <- fmt.Errorf("answer %d: %w", i, err)
+					return
+				}
+				var st statsCapped
+				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "ok ")), &st); err != nil || st.Totals == nil {
+					done <- fmt.Errorf("answer %d %.60q: %v", i, line, err)
+					return
+				}
+				if len(st.Locks) > 5 || len(st.SignalChannels) > 5 {
+					done <- fmt.Errorf("answer %d lists %d locks, %d channels; want at most 5", i, len(st.Locks), len(st.SignalChannels))
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range 20 {
+		key := fmt.Sprintf("k%d", i)
+		tok := expectGrant(t, churn.Do("l", key, "0"), "ok", "33")
+		churn.Expect("listen", "ch"+key, "", "ok")
+		if i%2 == 0 {
+			churn.Expect("r", key, tok, "ok")
+		}
+	}
+	for range conns {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -20,8 +20,9 @@ import (
 
 // CLI is the bench command line.
 type CLI struct {
-	Run    RunCmd    `cmd:"" default:"withargs" help:"Measure a server (the default command)."`
-	Memory MemoryCmd `cmd:"" help:"Measure a dflockd binary's resident memory with idle connections and with held locks."`
+	Run        RunCmd        `cmd:"" default:"withargs" help:"Measure a server (the default command)."`
+	Memory     MemoryCmd     `cmd:"" help:"Measure a dflockd binary's resident memory with idle connections and with held locks."`
+	StatsFlood StatsFloodCmd `cmd:"" name:"stats-flood" help:"Measure a dflockd binary's memory and ping latency while connections pipeline stats."`
 }
 
 // RunCmd is a benchmark run, a baseline comparison or a matrix.
@@ -102,6 +103,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	switch kctx.Command() {
 	case "memory":
 		err = cli.Memory.run(ctx, stdout, stderr)
+	case "stats-flood":
+		err = cli.StatsFlood.run(ctx, stdout, stderr)
 	default:
 		err = cli.Run.run(ctx, stdout, stderr)
 	}
