@@ -241,12 +241,19 @@ const statsKeep = 4 << 20
 // Answers are built one at a time server-wide (statsMu), in scratch kept
 // by the server, and land in a recycled output buffer (bigOut): however
 // many connections pipeline stats, at most one answer is being built,
-// which bounds the memory and CPU they take (one core at most, little
-// garbage) and leaves other connections' requests their share. statsMu
-// is never held while waiting for a connection.
+// which bounds the memory they take, with little garbage. Back-to-back
+// builds are paced (statsPace) so that stats take at most half of one
+// core, leaving other connections' requests their share. statsMu is never
+// held while waiting for a connection, only for another build or the
+// pacing pause (at most one build's duration).
 func (s *Server) statsAnswer() ([]byte, error) {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
+	if wait := s.statsPace.wait(time.Now()); wait > 0 {
+		time.Sleep(wait)
+	}
+	began := time.Now()
+	defer func() { s.statsPace.done(began, time.Now()) }()
 	e := s.opts.Engine
 	limit := s.statsLimit()
 	st := &s.statsKeys
@@ -305,3 +312,14 @@ func outBuffer(n int) []byte {
 	}
 	return make([]byte, 0, n+n/8) // room for a slightly longer answer next time
 }
+
+// pacer spaces the runs of a task so that it is busy at most half the
+// time: a run may start only once as long as the previous run took has
+// passed since it ended. A run after a quiet spell starts at once.
+type pacer struct{ next time.Time }
+
+// wait returns how long a run that would start at now must wait.
+func (p *pacer) wait(now time.Time) time.Duration { return p.next.Sub(now) }
+
+// done records a run that lasted from began to ended.
+func (p *pacer) done(began, ended time.Time) { p.next = ended.Add(ended.Sub(began)) }

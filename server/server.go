@@ -49,6 +49,9 @@ type Server struct {
 	statsKeys     core.Stats
 	statsChannels []core.ChannelStat
 	statsClients  []clientStat
+	// statsPace keeps back-to-back stats builds to half of one core,
+	// however many connections pipeline them; a lone stats never waits.
+	statsPace pacer
 
 	mu        sync.Mutex
 	closed    bool

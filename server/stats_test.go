@@ -349,3 +349,24 @@ func TestStats_ConcurrentPipelined(t *testing.T) {
 		}
 	}
 }
+
+// The stats pacer lets a run start at once after a quiet spell, and a run
+// right after another only once as long as that one took has passed:
+// stats builds take at most half of one core.
+func TestPacer(t *testing.T) {
+	var p pacer
+	t0 := time.Unix(1000, 0)
+	if w := p.wait(t0); w > 0 {
+		t.Fatalf("first run waits %v", w)
+	}
+	p.done(t0, t0.Add(3*time.Millisecond))
+	if w := p.wait(t0.Add(3 * time.Millisecond)); w != 3*time.Millisecond {
+		t.Fatalf("back-to-back run waits %v; want 3ms", w)
+	}
+	if w := p.wait(t0.Add(5 * time.Millisecond)); w != time.Millisecond {
+		t.Fatalf("run 2ms later waits %v; want 1ms", w)
+	}
+	if w := p.wait(t0.Add(time.Second)); w > 0 {
+		t.Fatalf("run after a quiet spell waits %v", w)
+	}
+}

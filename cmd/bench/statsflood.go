@@ -33,7 +33,7 @@ type StatsFloodCmd struct {
 	KeyLen        int           `name:"key-len" default:"240" help:"Length of each held key, bytes (8..250)."`
 	Subscriptions int           `name:"subscriptions" default:"100000" help:"Signal subscriptions to hold (one channel each)."`
 	SubConns      int           `name:"sub-conns" default:"4" help:"Connections that hold the subscriptions."`
-	Flooders      int           `name:"flooders" default:"16" help:"Connections that pipeline stats."`
+	Flooders      int           `name:"flooders" default:"16" help:"Connections that pipeline stats (0: only ping, a control run)."`
 	FloodBytes    int           `name:"flood-bytes" default:"4096" help:"Bytes of pipelined stats requests each flooder sends per round (9 bytes each)."`
 	Stall         time.Duration `name:"stall" default:"1s" help:"How long a flooder waits after sending a round before it reads the answers (keep it under the server's --write-timeout)."`
 	Duration      time.Duration `name:"duration" default:"10s" help:"How long to flood; flooders finish their current round."`
@@ -53,6 +53,7 @@ type StatsFloodResult struct {
 	PeakRSS       int64  `json:"peak_rss"`             // highest sample while flooding
 	AfterRSS      int64  `json:"after_rss"`            // last sample
 	OverLimit     bool   `json:"over_limit"`           // the server was killed at --max-rss
+	OverAfter     int64  `json:"over_after_ns"`        // that long after the flood started
 	Answers       int64  `json:"answers"`              // stats answers the flooders read
 	AnswerBytes   int64  `json:"answer_bytes"`         // their bytes
 	Pings         int    `json:"pings"`                // completed pings
@@ -73,8 +74,8 @@ func (c *StatsFloodCmd) run(ctx context.Context, stdout, stderr io.Writer) error
 		return usagef("stats-flood: --keys and --subscriptions must be >= 0")
 	case c.KeyLen < 8 || c.KeyLen > 250:
 		return usagef("stats-flood: --key-len must be between 8 and 250")
-	case c.SubConns <= 0 || c.Flooders <= 0 || c.FloodBytes < len(statsReq):
-		return usagef("stats-flood: --sub-conns and --flooders must be > 0, --flood-bytes >= %d", len(statsReq))
+	case c.SubConns <= 0 || c.Flooders < 0 || c.FloodBytes < len(statsReq):
+		return usagef("stats-flood: --sub-conns must be > 0, --flooders >= 0, --flood-bytes >= %d", len(statsReq))
 	case c.Duration <= 0 || c.PingEvery < 0 || c.Stall < 0 || c.MaxRSS <= 0:
 		return usagef("stats-flood: --duration and --max-rss must be > 0, --stall and --ping-every >= 0")
 	}
@@ -129,7 +130,7 @@ func (c *StatsFloodCmd) run(ctx context.Context, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "  VmRSS before     : %s\n", mib(res.BeforeRSS))
 	peak := mib(res.PeakRSS)
 	if res.OverLimit {
-		peak += fmt.Sprintf(" (passed --max-rss %d MiB: server killed)", c.MaxRSS)
+		peak += fmt.Sprintf(" (passed --max-rss %d MiB %.1fs into the flood: server killed)", c.MaxRSS, float64(res.OverAfter)/1e9)
 	}
 	fmt.Fprintf(stdout, "  VmRSS peak       : %s  (growth %s)\n", peak, mib(res.PeakRSS-res.BeforeRSS))
 	fmt.Fprintf(stdout, "  VmRSS after      : %s\n", mib(res.AfterRSS))
@@ -259,6 +260,8 @@ func (c *StatsFloodCmd) flood(ctx context.Context, addr string, pid int, cmd *ex
 	// Sampler: peak VmRSS, and the safety stop.
 	var peak, last atomic.Int64
 	var over atomic.Bool
+	var overAfter atomic.Int64
+	begin := time.Now()
 	sampled := make(chan struct{})
 	go func() {
 		defer close(sampled)
@@ -272,6 +275,7 @@ func (c *StatsFloodCmd) flood(ctx context.Context, addr string, pid int, cmd *ex
 				}
 				if v > c.MaxRSS<<20 && !over.Swap(true) {
 					_ = cmd.Process.Kill() // by pid: protects a shared machine
+					overAfter.Store(int64(time.Since(begin)))
 				}
 			}
 			select {
@@ -330,11 +334,15 @@ func (c *StatsFloodCmd) flood(ctx context.Context, addr string, pid int, cmd *ex
 	}
 	fwg.Wait()
 	closeAll(conns)
+	select { // the pinger runs the full duration, also with no flooders
+	case <-time.After(time.Until(deadline)):
+	case <-ctx.Done():
+	}
 	cancel()
 	wg.Wait()
 	<-sampled
 
-	res.PeakRSS, res.AfterRSS, res.OverLimit = peak.Load(), last.Load(), over.Load()
+	res.PeakRSS, res.AfterRSS, res.OverLimit, res.OverAfter = peak.Load(), last.Load(), over.Load(), overAfter.Load()
 	res.Answers, res.AnswerBytes = answers.Load(), answerBytes.Load()
 	res.Pings = len(lat)
 	if len(lat) > 0 {
