@@ -138,6 +138,12 @@ func TestConnCommands(t *testing.T) {
 			if len(stats.Clients) != 2 || stats.Clients[0].Transport != name {
 				t.Fatalf("Stats.Clients = %+v; want 2 over %s", stats.Clients, name)
 			}
+			wantTotals := StatsTotals{Locks: len(stats.Locks), Semaphores: 1, IdleLocks: len(stats.IdleLocks),
+				IdleSemaphores: len(stats.IdleSemaphores), SignalChannels: len(stats.SignalChannels), Clients: 2}
+			if stats.Totals == nil || *stats.Totals != wantTotals || stats.Truncated {
+				t.Fatalf("Stats.Totals = %+v, Truncated %v; want %+v, not truncated",
+					stats.Totals, stats.Truncated, wantTotals)
+			}
 			raw, err := a.StatsRaw(ctx)
 			if err != nil {
 				t.Fatalf("StatsRaw: %v", err)

@@ -1,7 +1,9 @@
 package client
 
 // Stats is the decoded answer to "stats" (§5). Every slice is empty, not
-// nil, when the server sent an empty array.
+// nil, when the server sent an empty array. A dflockd server lists at most
+// --stats-max-items entries in each slice (1000 by default): Totals then
+// says how many there are and Truncated is true.
 type Stats struct {
 	// Connections is the number of open connections, including those
 	// still authenticating.
@@ -23,6 +25,24 @@ type Stats struct {
 	// Clients lists the open connections (a dflockd extension; empty from
 	// 1.x servers).
 	Clients []ClientStat `json:"clients"`
+	// Totals counts the entries of each list, listed or not (a dflockd
+	// extension; nil from servers that do not send it, which list
+	// everything).
+	Totals *StatsTotals `json:"totals,omitempty"`
+	// Truncated is true when some list holds fewer entries than its
+	// total (a dflockd extension).
+	Truncated bool `json:"truncated"`
+}
+
+// StatsTotals counts the entries of each list of Stats before the server's
+// cap; the names match the lists.
+type StatsTotals struct {
+	Locks          int `json:"locks"`
+	Semaphores     int `json:"semaphores"`
+	IdleLocks      int `json:"idle_locks"`
+	IdleSemaphores int `json:"idle_semaphores"`
+	SignalChannels int `json:"signal_channels"`
+	Clients        int `json:"clients"`
 }
 
 // LockStat describes one lock key in Stats.

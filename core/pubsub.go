@@ -131,15 +131,25 @@ type ChannelStat struct {
 // nil. Each pattern is read under its own lock, so the snapshot is
 // consistent per pattern, not across patterns.
 func (e *Engine) SignalStats() []ChannelStat {
-	out := []ChannelStat{}
-	for _, ent := range e.subs.entries() {
-		out = ent.appendStats(out)
-	}
+	out, _ := e.SignalStatsUpTo(nil, -1)
+	return out
+}
+
+// SignalStatsUpTo is SignalStats listing at most limit entries (limit < 0:
+// all); total is the number of entries there are. Past the limit it lists
+// an arbitrary subset (sorted), and its cost does not depend on the
+// number of subscriptions: the walk stops at the limit and the total is
+// kept as subscriptions come and go. When nothing is left out, total is
+// len(list). The list reuses dst's storage (its contents are replaced),
+// so a caller that keeps it between calls allocates nothing once it has
+// grown.
+func (e *Engine) SignalStatsUpTo(dst []ChannelStat, limit int) (list []ChannelStat, total int) {
+	out, total := e.subs.stats(emptied(dst), limit)
 	slices.SortFunc(out, func(a, b ChannelStat) int {
 		if c := cmp.Compare(a.Pattern, b.Pattern); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.Group, b.Group)
 	})
-	return out
+	return out, total
 }

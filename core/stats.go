@@ -4,12 +4,30 @@ import "math"
 
 // Stats is a point-in-time snapshot of the engine's keys. Resources are
 // classified by limit, not namespace: limit 1 is a lock. Slices are never
-// nil.
+// nil. A snapshot taken with a listing cap (StatsUpTo) lists an arbitrary
+// subset of each kind; Totals always counts every key.
 type Stats struct {
 	Locks          []LockStat
 	Semaphores     []SemaphoreStat
 	IdleLocks      []IdleStat
 	IdleSemaphores []IdleStat
+	// Totals counts the keys of each kind, listed or not.
+	Totals KeyTotals
+}
+
+// KeyTotals counts keys by kind; the names match the Stats lists.
+type KeyTotals struct {
+	Locks          int `json:"locks"`
+	Semaphores     int `json:"semaphores"`
+	IdleLocks      int `json:"idle_locks"`
+	IdleSemaphores int `json:"idle_semaphores"`
+}
+
+// Truncated reports whether some list of st holds fewer entries than its
+// total.
+func (st *Stats) Truncated() bool {
+	return len(st.Locks) < st.Totals.Locks || len(st.Semaphores) < st.Totals.Semaphores ||
+		len(st.IdleLocks) < st.Totals.IdleLocks || len(st.IdleSemaphores) < st.Totals.IdleSemaphores
 }
 
 // LockStat describes a limit-1 key with a holder or waiters.
@@ -41,15 +59,32 @@ func seconds(nanos int64) float64 {
 	return math.Round(float64(nanos)/1e6) / 1e3
 }
 
-// Stats returns a snapshot. Each key is read under its own mutex, so the
-// snapshot is consistent per key but not across keys.
+// Stats returns a snapshot listing every key.
 func (e *Engine) Stats() Stats {
-	st := Stats{
-		Locks:          []LockStat{},
-		Semaphores:     []SemaphoreStat{},
-		IdleLocks:      []IdleStat{},
-		IdleSemaphores: []IdleStat{},
+	var st Stats
+	e.StatsUpTo(&st, -1)
+	return st
+}
+
+// StatsUpTo fills st with a snapshot that lists at most limit keys of each
+// kind (lock, semaphore, idle lock, idle semaphore); a negative limit
+// lists all. Every key is still visited to count Totals, but nothing is
+// stored for keys past the limit, so the cost is one short visit per key
+// (the key count is capped by Options.MaxKeys) plus the listed entries.
+// Each key is read under its own mutex, so the snapshot is consistent per
+// key but not across keys; no lock is held across keys.
+//
+// The lists of st are truncated and reused, so a caller that keeps one
+// Stats between calls allocates nothing once they have grown; nil lists
+// become empty ones.
+func (e *Engine) StatsUpTo(st *Stats, limit int) {
+	*st = Stats{
+		Locks:          emptied(st.Locks),
+		Semaphores:     emptied(st.Semaphores),
+		IdleLocks:      emptied(st.IdleLocks),
+		IdleSemaphores: emptied(st.IdleSemaphores),
 	}
+	room := func(n int) bool { return limit < 0 || n < limit }
 	for _, m := range e.ns {
 		m.Range(func(key string, r *resource) bool {
 			r.mu.Lock()
@@ -60,33 +95,51 @@ func (e *Engine) Stats() Stats {
 			// The clock is read under the key's lock: a lease granted
 			// after a clock reading taken before the walk would otherwise
 			// look longer than it is.
-			now := e.now()
 			if r.idle() {
-				is := IdleStat{Key: key, IdleS: seconds(now - r.lastActive)}
 				if r.limit == 1 {
-					st.IdleLocks = append(st.IdleLocks, is)
+					st.Totals.IdleLocks++
+					if room(len(st.IdleLocks)) {
+						st.IdleLocks = append(st.IdleLocks, IdleStat{Key: key, IdleS: seconds(e.now() - r.lastActive)})
+					}
 				} else {
-					st.IdleSemaphores = append(st.IdleSemaphores, is)
+					st.Totals.IdleSemaphores++
+					if room(len(st.IdleSemaphores)) {
+						st.IdleSemaphores = append(st.IdleSemaphores, IdleStat{Key: key, IdleS: seconds(e.now() - r.lastActive)})
+					}
 				}
 				return true
 			}
 			if r.limit == 1 {
+				st.Totals.Locks++
+				if !room(len(st.Locks)) {
+					return true
+				}
 				ls := LockStat{Key: key, Waiters: int(r.queue.live)}
 				if len(r.holders) > 0 {
 					h := r.holders[0]
 					if h.owner != nil {
 						ls.OwnerConnID = h.owner.id
 					}
-					ls.LeaseExpiresInS = seconds(h.expires - now)
+					ls.LeaseExpiresInS = seconds(h.expires - e.now())
 				}
 				st.Locks = append(st.Locks, ls)
 				return true
 			}
-			st.Semaphores = append(st.Semaphores, SemaphoreStat{
-				Key: key, Limit: r.limit, Holders: len(r.holders), Waiters: int(r.queue.live),
-			})
+			st.Totals.Semaphores++
+			if room(len(st.Semaphores)) {
+				st.Semaphores = append(st.Semaphores, SemaphoreStat{
+					Key: key, Limit: r.limit, Holders: len(r.holders), Waiters: int(r.queue.live),
+				})
+			}
 			return true
 		})
 	}
-	return st
+}
+
+// emptied returns s with length 0, or an empty non-nil slice for nil.
+func emptied[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s[:0]
 }

@@ -43,8 +43,11 @@ package core
 //     before entry.mu is taken.
 //   - Subscribe/Unsubscribe of a wildcard pattern: sublist.mu (write),
 //     then entry.mu. Publishers that hit the cache never wait for it.
-//   - SignalStats: exact.Range (lock-free), sublist.mu.RLock for the trie
-//     walk, then each entry.mu.RLock in turn.
+//   - SignalStats: exact.Range (each xsync bucket locked only while its
+//     pointers are copied), then sublist.mu.RLock for the trie walk; each
+//     entry.mu.RLock in turn, one at a time. With a listing cap the walk
+//     stops once the cap is passed, so its cost does not grow with the
+//     number of subscriptions; the total comes from rows.
 //
 // Lock order: sublist.mu → entry.mu. Nothing takes an xsync bucket while
 // holding entry.mu or sublist.mu, no code holds two entry mutexes at once,
@@ -58,6 +61,9 @@ package core
 //   - A group is unlinked from its entry when its last member leaves; its
 //     member slice is never mutated in place.
 //   - nwild equals the number of wildcard entries in the trie.
+//   - rows equals the number of stats rows: entries with plain subscribers
+//     plus groups (a group is never empty while linked). It changes under
+//     the entry.mu of the row's entry.
 
 import (
 	"hash/maphash"
@@ -89,6 +95,7 @@ type sublist struct {
 	mu    sync.RWMutex // guards root and the trie below it
 	root  *node
 	nwild atomic.Int64  // wildcard entries in the trie
+	rows  atomic.Int64  // stats rows (see Invariants)
 	gen   atomic.Uint64 // bumped when the set of wildcard entries changes
 
 	seed  maphash.Seed
@@ -113,26 +120,32 @@ type entry struct {
 
 func (ent *entry) empty() bool { return len(ent.plain.list) == 0 && len(ent.groups) == 0 }
 
-// add adds (s, group) to ent. ent.mu is held for writing.
-func (ent *entry) add(s Subscriber, name string) bool {
+// add adds (s, group) to ent. It reports whether the subscription is new
+// and whether it made a new stats row (the first plain subscriber, or a
+// new group). ent.mu is held for writing.
+func (ent *entry) add(s Subscriber, name string) (added, row bool) {
 	if name == "" {
-		return ent.plain.add(s)
+		added = ent.plain.add(s)
+		return added, added && len(ent.plain.list) == 1
 	}
 	for _, g := range ent.groups {
 		if g.name == name {
-			return g.join(s)
+			return g.join(s), false
 		}
 	}
 	g := &group{name: strings.Clone(name)}
 	g.members.Store(&[]Subscriber{s})
 	ent.groups = append(ent.groups, g)
-	return true
+	return true, true
 }
 
-// remove removes (s, group) from ent. ent.mu is held for writing.
-func (ent *entry) remove(s Subscriber, name string) bool {
+// remove removes (s, group) from ent. It reports whether the subscription
+// existed and whether its stats row went away (the last plain subscriber,
+// or a group's last member). ent.mu is held for writing.
+func (ent *entry) remove(s Subscriber, name string) (removed, rowGone bool) {
 	if name == "" {
-		return ent.plain.remove(s)
+		removed = ent.plain.remove(s)
+		return removed, removed && len(ent.plain.list) == 0
 	}
 	for i, g := range ent.groups {
 		if g.name != name {
@@ -145,27 +158,35 @@ func (ent *entry) remove(s Subscriber, name string) bool {
 			ent.groups[last] = nil
 			ent.groups = ent.groups[:last]
 		}
-		return left
+		return left, left && empty
 	}
-	return false
+	return false, false
 }
 
-// appendStats appends ent's stats entries to out.
-func (ent *entry) appendStats(out []ChannelStat) []ChannelStat {
+// appendStats appends ent's stats rows to out while out holds fewer than
+// limit rows (limit < 0: no cap). full reports a row left out for lack of
+// room.
+func (ent *entry) appendStats(out []ChannelStat, limit int) (_ []ChannelStat, full bool) {
 	ent.mu.RLock()
 	defer ent.mu.RUnlock()
 	if ent.dead {
-		return out
+		return out, false
 	}
 	if n := len(ent.plain.list); n > 0 {
+		if limit >= 0 && len(out) >= limit {
+			return out, true
+		}
 		out = append(out, ChannelStat{Pattern: ent.pattern, Listeners: n})
 	}
 	for _, g := range ent.groups {
 		if n := len(*g.members.Load()); n > 0 {
+			if limit >= 0 && len(out) >= limit {
+				return out, true
+			}
 			out = append(out, ChannelStat{Pattern: ent.pattern, Group: g.name, Listeners: n})
 		}
 	}
-	return out
+	return out, false
 }
 
 // group is a queue group: one (pattern, name) with members in join order.
@@ -396,34 +417,51 @@ func match(n *node, channel string, i int, out []*entry) []*entry {
 	}
 }
 
-// walk appends every entry of the trie below n. sublist.mu is held (read).
-func walk(n *node, out []*entry) []*entry {
-	if n.here != nil {
-		out = append(out, n.here)
+// walk calls visit for every entry of the trie below n until visit
+// returns false; it reports whether the walk ran to the end. sublist.mu
+// is held (read).
+func walk(n *node, visit func(*entry) bool) bool {
+	if n.here != nil && !visit(n.here) {
+		return false
 	}
-	if n.tail != nil {
-		out = append(out, n.tail)
+	if n.tail != nil && !visit(n.tail) {
+		return false
 	}
-	if n.star != nil {
-		out = walk(n.star, out)
+	if n.star != nil && !walk(n.star, visit) {
+		return false
 	}
 	for _, c := range n.lit {
-		out = walk(c, out)
+		if !walk(c, visit) {
+			return false
+		}
 	}
-	return out
+	return true
 }
 
-// entries returns every live entry, literal and wildcard.
-func (l *sublist) entries() []*entry {
-	var out []*entry
-	l.exact.Range(func(_ string, ent *entry) bool {
-		out = append(out, ent)
-		return true
-	})
-	l.mu.RLock()
-	out = walk(l.root, out)
-	l.mu.RUnlock()
-	return out
+// stats appends to out (empty, non-nil) at most limit stats rows (limit <
+// 0: all), literal patterns first, and returns the number of rows in the
+// table. The walk stops at
+// the first row past the limit, so a capped call costs O(limit) however
+// many subscriptions there are. When nothing was left out the total is
+// the number of rows listed (exact for this walk); otherwise it is the
+// rows counter, which concurrent changes may have moved, and at least one
+// more than listed.
+func (l *sublist) stats(out []ChannelStat, limit int) (_ []ChannelStat, total int) {
+	full := false
+	visit := func(ent *entry) bool {
+		out, full = ent.appendStats(out, limit)
+		return !full
+	}
+	l.exact.Range(func(_ string, ent *entry) bool { return visit(ent) })
+	if !full {
+		l.mu.RLock()
+		walk(l.root, visit)
+		l.mu.RUnlock()
+	}
+	if !full {
+		return out, len(out)
+	}
+	return out, max(int(l.rows.Load()), len(out)+1)
 }
 
 func (l *sublist) subscribeExact(s Subscriber, pattern, group string) bool {
@@ -440,7 +478,10 @@ func (l *sublist) subscribeExact(s Subscriber, pattern, group string) bool {
 			l.unlinkExact(ent)
 			continue
 		}
-		added := ent.add(s, group)
+		added, row := ent.add(s, group)
+		if row {
+			l.rows.Add(1)
+		}
 		ent.mu.Unlock()
 		return added
 	}
@@ -452,7 +493,13 @@ func (l *sublist) unsubscribeExact(s Subscriber, pattern, group string) bool {
 		return false
 	}
 	ent.mu.Lock()
-	removed := !ent.dead && ent.remove(s, group)
+	removed, rowGone := false, false
+	if !ent.dead {
+		removed, rowGone = ent.remove(s, group)
+	}
+	if rowGone {
+		l.rows.Add(-1)
+	}
 	died := removed && ent.empty()
 	if died {
 		ent.dead = true
@@ -484,7 +531,10 @@ func (l *sublist) subscribeWild(s Subscriber, pattern, group string) bool {
 	}
 	ent := *sl
 	ent.mu.Lock()
-	added := ent.add(s, group)
+	added, row := ent.add(s, group)
+	if row {
+		l.rows.Add(1)
+	}
 	ent.mu.Unlock()
 	return added
 }
@@ -498,7 +548,10 @@ func (l *sublist) unsubscribeWild(s Subscriber, pattern, group string) bool {
 	}
 	ent := *sl
 	ent.mu.Lock()
-	removed := ent.remove(s, group)
+	removed, rowGone := ent.remove(s, group)
+	if rowGone {
+		l.rows.Add(-1)
+	}
 	died := removed && ent.empty()
 	if died {
 		ent.dead = true

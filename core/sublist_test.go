@@ -17,6 +17,9 @@ func checkEmpty(t testing.TB, e *Engine) {
 	if n := l.nwild.Load(); n != 0 {
 		t.Fatalf("nwild = %d, want 0", n)
 	}
+	if n := l.rows.Load(); n != 0 {
+		t.Fatalf("rows = %d, want 0", n)
+	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if !l.root.empty() {

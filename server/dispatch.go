@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -67,6 +69,7 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		}
 		sess.wmu.Lock()
 		sess.out = protocol.AppendOKInt(sess.out, int64(l.TTL/time.Second))
+		sess.noteOut()
 		sess.wmu.Unlock()
 	case protocol.CmdEnqueue, protocol.CmdSemEnqueue:
 		l, acquired, err := e.Enqueue(sess.owner, kindOf(req.Cmd), view(req.Key), core.AcquireOptions{Limit: req.Limit, TTL: req.TTL})
@@ -112,6 +115,7 @@ func (sess *session) grant(st protocol.Status, l core.Lease) {
 	sess.wmu.Lock()
 	tok := l.Token
 	sess.out = protocol.AppendGrant(sess.out, st, view(tok[:]), l.TTL)
+	sess.noteOut()
 	sess.wmu.Unlock()
 }
 
@@ -185,6 +189,8 @@ func (sess *session) gone() CloseReason {
 }
 
 // statsBody is the JSON shape of `stats` (§5). Every slice is non-nil.
+// The members up to signal_channels are the 1.x ones, unchanged; the rest
+// are dflockd additions.
 type statsBody struct {
 	Connections    int                  `json:"connections"`
 	Locks          []core.LockStat      `json:"locks"`
@@ -194,27 +200,144 @@ type statsBody struct {
 	SignalChannels []core.ChannelStat   `json:"signal_channels"`
 	SlowConsumers  uint64               `json:"slow_consumers"`
 	Clients        []clientStat         `json:"clients"`
+	// Totals counts the entries each list would have without the cap
+	// (Options.StatsMaxItems); Truncated says some list is shorter.
+	Totals    statsTotals `json:"totals"`
+	Truncated bool        `json:"truncated"`
 }
 
+// statsTotals is stats.totals: one count per list of statsBody.
+type statsTotals struct {
+	core.KeyTotals
+	SignalChannels int `json:"signal_channels"`
+	Clients        int `json:"clients"`
+}
+
+// statsLimit is the per-list cap of a stats answer (0: none listed).
+func (s *Server) statsLimit() int {
+	switch n := s.opts.StatsMaxItems; {
+	case n == 0:
+		return DefaultStatsMaxItems
+	case n < 0:
+		return 0
+	default:
+		return n
+	}
+}
+
+// stats answers `stats`.
 func (sess *session) stats() {
-	e := sess.srv.opts.Engine
-	st := e.Stats()
-	body, err := json.Marshal(statsBody{
-		Connections:    sess.srv.Connections(),
-		Locks:          st.Locks,
-		Semaphores:     st.Semaphores,
-		IdleLocks:      st.IdleLocks,
-		IdleSemaphores: st.IdleSemaphores,
-		SignalChannels: e.SignalStats(),
-		SlowConsumers:  sess.srv.slowConsumers.Load(),
-		Clients:        sess.srv.clients(),
-	})
+	ans, err := sess.srv.statsAnswer()
 	if err != nil {
 		sess.srv.log.Error("stats: encoding failed", "err", err)
 		sess.reply(protocol.StatusError)
 		return
 	}
 	sess.wmu.Lock()
-	sess.out = protocol.AppendOKBody(sess.out, body)
+	if len(sess.out) == 0 {
+		sess.out = ans // no copy: flushLocked recycles it after the write
+	} else {
+		sess.out = append(sess.out, ans...)
+		recycleOut(ans)
+	}
+	sess.noteOut()
 	sess.wmu.Unlock()
 }
+
+// statsKeep is the largest encoding scratch kept between stats answers.
+const statsKeep = 4 << 20
+
+// statsAnswer builds one `stats` answer line ("ok <json>\n").
+//
+// Each list holds at most statsLimit entries, so an answer is bounded in
+// size, and in cost by the number of keys (capped by the engine's MaxKeys)
+// plus the entries listed, however many subscriptions and connections
+// there are. No lock that other requests need is held across the walk:
+// each key and each channel is read under its own lock, and the server's
+// mutex only while the listed clients are copied.
+//
+// Answers are built one at a time server-wide (statsMu), in scratch kept
+// by the server, and land in a recycled output buffer (bigOut): however
+// many connections pipeline stats, at most one answer is being built,
+// which bounds the memory they take, with little garbage. Back-to-back
+// builds are paced (statsPace) so that stats take at most half of one
+// core, leaving other connections' requests their share. statsMu is never
+// held while waiting for a connection, only for another build or the
+// pacing pause (at most one build's duration).
+func (s *Server) statsAnswer() ([]byte, error) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if wait := s.statsPace.wait(time.Now()); wait > 0 {
+		time.Sleep(wait)
+	}
+	began := time.Now()
+	defer func() { s.statsPace.done(began, time.Now()) }()
+	e := s.opts.Engine
+	limit := s.statsLimit()
+	st := &s.statsKeys
+	e.StatsUpTo(st, limit)
+	var nchannels, nclients int
+	s.statsChannels, nchannels = e.SignalStatsUpTo(s.statsChannels, limit)
+	s.statsClients, nclients = s.clients(s.statsClients, limit)
+	s.statsBuf.Reset()
+	err := json.NewEncoder(&s.statsBuf).Encode(statsBody{
+		Connections:    s.Connections(),
+		Locks:          st.Locks,
+		Semaphores:     st.Semaphores,
+		IdleLocks:      st.IdleLocks,
+		IdleSemaphores: st.IdleSemaphores,
+		SignalChannels: s.statsChannels,
+		SlowConsumers:  s.slowConsumers.Load(),
+		Clients:        s.statsClients,
+		Totals:         statsTotals{KeyTotals: st.Totals, SignalChannels: nchannels, Clients: nclients},
+		Truncated:      st.Truncated() || len(s.statsChannels) < nchannels || len(s.statsClients) < nclients,
+	})
+	// The scratch must not keep keys, patterns or remotes alive.
+	clear(st.Locks)
+	clear(st.Semaphores)
+	clear(st.IdleLocks)
+	clear(st.IdleSemaphores)
+	clear(s.statsChannels)
+	clear(s.statsClients)
+	if err != nil {
+		return nil, err
+	}
+	body := bytes.TrimSuffix(s.statsBuf.Bytes(), []byte{'\n'})
+	ans := protocol.AppendOKBody(outBuffer(len("ok ")+len(body)+1), body)
+	if s.statsBuf.Cap() > statsKeep {
+		s.statsBuf = bytes.Buffer{}
+	}
+	return ans, nil
+}
+
+// bigOut holds written output buffers that had grown past 64 KiB (stats
+// answers, mostly) for the next stats answer of any connection: no
+// connection keeps one, and pipelined stats do not allocate one each. Like
+// any sync.Pool it is emptied by garbage collection when unused.
+var bigOut sync.Pool // of *[]byte
+
+// recycleOut offers b, no longer referenced by its owner, to bigOut.
+func recycleOut(b []byte) {
+	b = b[:0]
+	bigOut.Put(&b)
+}
+
+// outBuffer returns an empty buffer with room for n bytes, from bigOut
+// when it has one that large.
+func outBuffer(n int) []byte {
+	if p, _ := bigOut.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, n+n/8) // room for a slightly longer answer next time
+}
+
+// pacer spaces the runs of a task so that it is busy at most half the
+// time: a run may start only once as long as the previous run took has
+// passed since it ended. A run after a quiet spell starts at once.
+type pacer struct{ next time.Time }
+
+// wait returns how long a run that would start at now must wait.
+func (p *pacer) wait(now time.Time) time.Duration { return p.next.Sub(now) }
+
+// done records a run that lasted from began to ended.
+func (p *pacer) done(began, ended time.Time) { p.next = ended.Add(ended.Sub(began)) }

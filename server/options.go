@@ -12,6 +12,9 @@ import (
 // DefaultReadTimeout is used when Options.ReadTimeout is zero.
 const DefaultReadTimeout = 23 * time.Second
 
+// DefaultStatsMaxItems is used when Options.StatsMaxItems is zero.
+const DefaultStatsMaxItems = 1000
+
 // Options configure a Server. Zero values are documented defaults.
 type Options struct {
 	// Engine holds all lock state. Required.
@@ -76,4 +79,10 @@ type Options struct {
 	// handshake is answered.
 	now       func() time.Time
 	authPause func(ctx context.Context)
+	// StatsMaxItems caps each list of a `stats` answer (locks, semaphores,
+	// idle locks, idle semaphores, signal channels, clients): past it an
+	// arbitrary subset is listed, the answer's totals count everything and
+	// truncated is true. It bounds the size and the cost of one answer
+	// (0 = 1000; negative = no lists, totals only).
+	StatsMaxItems int
 }

@@ -305,6 +305,7 @@ func (sess *session) signal(req *protocol.Request) {
 	n := sess.srv.opts.Engine.Signal(view(req.Key), frame)
 	sess.wmu.Lock()
 	sess.out = protocol.AppendOKInt(sess.out, int64(n))
+	sess.noteOut()
 	sess.wmu.Unlock()
 }
 

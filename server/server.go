@@ -5,6 +5,7 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/transport"
 )
 
@@ -51,6 +53,17 @@ type Server struct {
 	// drainPoke and drainReport are how often Shutdown pokes idle
 	// sessions and logs what it waits for (tests shorten them).
 	drainPoke, drainReport time.Duration
+
+	// statsMu makes stats answers be built one at a time (dispatch.go);
+	// it guards the scratch they are built in.
+	statsMu       sync.Mutex
+	statsBuf      bytes.Buffer
+	statsKeys     core.Stats
+	statsChannels []core.ChannelStat
+	statsClients  []clientStat
+	// statsPace keeps back-to-back stats builds to half of one core,
+	// however many connections pipeline them; a lone stats never waits.
+	statsPace pacer
 
 	mu        sync.Mutex
 	closed    bool
@@ -265,11 +278,25 @@ type clientStat struct {
 	Identity  string `json:"identity"`
 }
 
-// clients lists the open connections by id; the slice is never nil.
-func (s *Server) clients() []clientStat {
+// clients lists at most limit open sessions (limit < 0: all), an
+// arbitrary subset sorted by id, in dst's storage (its contents are
+// replaced), and returns how many there are. The slice is never nil. The
+// server's mutex is held only while the listed sessions are copied.
+func (s *Server) clients(dst []clientStat, limit int) (out []clientStat, total int) {
 	s.mu.Lock()
-	out := make([]clientStat, 0, len(s.sessions))
+	total = len(s.sessions)
+	n := total
+	if limit >= 0 {
+		n = min(n, limit)
+	}
+	out = slices.Grow(dst[:0], n)
+	if out == nil {
+		out = []clientStat{} // JSON []
+	}
 	for sess := range s.sessions {
+		if len(out) == n {
+			break
+		}
 		out = append(out, clientStat{
 			ID:        sess.id,
 			Transport: sess.transport,
@@ -279,7 +306,7 @@ func (s *Server) clients() []clientStat {
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b clientStat) int { return cmp.Compare(a.ID, b.ID) })
-	return out
+	return out, total
 }
 
 // Shutdown stops the server gracefully (docs/protocol.md, Connections):

@@ -22,6 +22,15 @@ import (
 // costs the guesser this long.
 const authFailPause = 100 * time.Millisecond
 
+// flushAt is the size of pending output past which a session writes even
+// though more pipelined requests are already buffered. Below it the
+// answers to pipelined requests share one write; past it, a connection
+// that pipelines without reading holds at most flushAt plus one answer of
+// unsent output in the server (a stats answer is the largest, see
+// Options.StatsMaxItems), and the server's write blocks on the socket
+// instead of building more.
+const flushAt = 64 << 10
+
 // maxPipelined is how many bytes a client may send while one of its
 // requests is blocked before the connection is dropped as abusive (the
 // size of the read buffer).
@@ -68,8 +77,9 @@ func (r CloseReason) String() string {
 }
 
 // session is one connection: a single goroutine reads a request, runs it
-// and appends the answer to out, and flushes out only when no further
-// request is already buffered, so pipelined requests share one write.
+// and appends the answer to out, and flushes out when no further request
+// is already buffered, so pipelined requests share one write, or when out
+// has grown past flushAt.
 type session struct {
 	srv   *Server
 	conn  net.Conn
@@ -98,6 +108,11 @@ type session struct {
 
 	wmu sync.Mutex // guards out, wdUntil and writes to conn
 	out []byte
+	// flushDue is set when an answer the session goroutine appended left
+	// out longer than flushAt. Only the session goroutine reads or writes
+	// it (the pusher's appends are flushed at once), so loop tests it
+	// without wmu.
+	flushDue bool
 	// wdUntil is the write deadline armed on conn (zero = none known).
 	wdUntil time.Time
 	// werr is the error of the last failed write.
@@ -232,7 +247,7 @@ func (sess *session) loop() CloseReason {
 		} else if reason, done := sess.dispatch(&sess.req); done {
 			return reason
 		}
-		if sess.pendingInput() == 0 && !sess.flush() {
+		if (sess.flushDue || sess.pendingInput() == 0) && !sess.flush() {
 			return CloseWriteError
 		}
 	}
@@ -342,18 +357,25 @@ func (sess *session) failAuth(err error) {
 func (sess *session) reply(st protocol.Status) {
 	sess.wmu.Lock()
 	sess.out = protocol.AppendStatus(sess.out, st)
+	sess.noteOut()
 	sess.wmu.Unlock()
 }
+
+// noteOut sets flushDue after an append by the session goroutine; wmu is
+// held. It is the one length compare a request pays for the bound.
+func (sess *session) noteOut() { sess.flushDue = len(sess.out) > flushAt }
 
 // pendingInput is the number of request bytes already received and not
 // yet decoded.
 func (sess *session) pendingInput() int { return sess.dec.Buffered() + sess.rd.pendingLen() }
 
 // flush writes out to the connection under the write deadline. It
-// reports false when the write failed (the session must end).
+// reports false when the write failed (the session must end). Only the
+// session goroutine calls it.
 func (sess *session) flush() bool {
 	sess.wmu.Lock()
 	defer sess.wmu.Unlock()
+	sess.flushDue = false
 	return sess.flushLocked()
 }
 
@@ -364,7 +386,10 @@ func (sess *session) flushLocked() bool {
 	}
 	err := sess.writeLocked(sess.out)
 	if cap(sess.out) > 64<<10 {
-		sess.out = make([]byte, 0, 512) // do not keep a huge stats buffer
+		// Do not keep a huge stats buffer; the next stats answer of any
+		// connection may reuse it.
+		recycleOut(sess.out)
+		sess.out = make([]byte, 0, 512)
 	} else {
 		sess.out = sess.out[:0]
 	}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -27,8 +29,14 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 8 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" {
-		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0 and clients: %v", len(raw), raw)
+	if len(raw) != 10 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
+		string(raw["truncated"]) != "false" {
+		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, totals "+
+			"and truncated false: %s", len(raw), line)
+	}
+	const zeroTotals = `{"locks":0,"semaphores":0,"idle_locks":0,"idle_semaphores":0,"signal_channels":0,"clients":1}`
+	if string(raw["totals"]) != zeroTotals {
+		t.Fatalf("totals = %s; want %s", raw["totals"], zeroTotals)
 	}
 	if string(raw["connections"]) != "1" || st.Connections != 1 {
 		t.Fatalf("connections = %s; want 1", raw["connections"])
@@ -163,5 +171,202 @@ func TestStats_ConnectionsDropAfterClose(t *testing.T) {
 	eventually(t, "connections back to 1", func() bool { return ts.Connections() == 1 })
 	if st, _ := wireStats(t, mon); st.Connections != 1 {
 		t.Fatalf("connections = %d; want 1", st.Connections)
+	}
+}
+
+// statsCapped is the part of a stats answer the listing cap touches.
+type statsCapped struct {
+	Locks          []core.LockStat      `json:"locks"`
+	Semaphores     []core.SemaphoreStat `json:"semaphores"`
+	IdleLocks      []core.IdleStat      `json:"idle_locks"`
+	IdleSemaphores []core.IdleStat      `json:"idle_semaphores"`
+	SignalChannels []core.ChannelStat   `json:"signal_channels"`
+	Clients        []clientStat         `json:"clients"`
+	Totals         map[string]int       `json:"totals"`
+	Truncated      bool                 `json:"truncated"`
+}
+
+func cappedStats(t *testing.T, c *testutil.LineClient) statsCapped {
+	t.Helper()
+	line := c.Do("stats", "_", "")
+	body, ok := strings.CutPrefix(line, "ok ")
+	if !ok {
+		t.Fatalf("stats answer %q", line)
+	}
+	var st statsCapped
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatalf("stats JSON %q: %v", body, err)
+	}
+	return st
+}
+
+// Options.StatsMaxItems caps every list of a stats answer; totals count
+// everything and truncated says a list was cut. Zero is the default
+// (1000), negative lists nothing.
+func TestStats_MaxItems(t *testing.T) {
+	t.Parallel()
+	wantTotals := map[string]int{"locks": 5, "semaphores": 4, "idle_locks": 3, "idle_semaphores": 3,
+		"signal_channels": 6, "clients": 4}
+	setup := func(t *testing.T, maxItems int) *testutil.LineClient {
+		ts := start(t, Options{StatsMaxItems: maxItems}, core.Options{})
+		c := ts.dial(t)
+		for i := range 5 {
+			expectGrant(t, c.Do("l", fmt.Sprintf("l%d", i), "0"), "ok", "33")
+		}
+		for i := range 4 {
+			expectGrant(t, c.Do("sl", fmt.Sprintf("s%d", i), "0 2"), "ok", "33")
+		}
+		for i := range 3 {
+			tok := expectGrant(t, c.Do("l", fmt.Sprintf("il%d", i), "0"), "ok", "33")
+			c.Expect("r", fmt.Sprintf("il%d", i), tok, "ok")
+			tok = expectGrant(t, c.Do("sl", fmt.Sprintf("is%d", i), "0 3"), "ok", "33")
+			c.Expect("sr", fmt.Sprintf("is%d", i), tok, "ok")
+		}
+		for i := range 4 {
+			c.Expect("listen", fmt.Sprintf("ch%d", i), "", "ok")
+		}
+		c.Expect("listen", "ch.>", "", "ok")
+		c.Expect("listen", "ch.>", "g", "ok")
+		for range 3 {
+			ping(t, ts.dial(t))
+		}
+		return c
+	}
+	for _, tc := range []struct {
+		maxItems, listed int
+		truncated        bool
+	}{
+		{0, 1000, false}, // the default lists everything here
+		{2, 2, true},
+		{6, 6, false}, // the longest list fits exactly
+		{-1, 0, true},
+	} {
+		t.Run(fmt.Sprint(tc.maxItems), func(t *testing.T) {
+			st := cappedStats(t, setup(t, tc.maxItems))
+			if fmt.Sprint(st.Totals) != fmt.Sprint(wantTotals) {
+				t.Fatalf("totals = %v; want %v", st.Totals, wantTotals)
+			}
+			if st.Truncated != tc.truncated {
+				t.Fatalf("truncated = %v; want %v", st.Truncated, tc.truncated)
+			}
+			lens := map[string]int{"locks": len(st.Locks), "semaphores": len(st.Semaphores),
+				"idle_locks": len(st.IdleLocks), "idle_semaphores": len(st.IdleSemaphores),
+				"signal_channels": len(st.SignalChannels), "clients": len(st.Clients)}
+			for k, n := range lens {
+				if want := min(tc.listed, wantTotals[k]); n != want {
+					t.Fatalf("%s lists %d entries; want %d (lists %v)", k, n, want, lens)
+				}
+			}
+			if st.Locks == nil || st.SignalChannels == nil || st.Clients == nil {
+				t.Fatal("a capped list is null; want []")
+			}
+		})
+	}
+}
+
+// BenchmarkStatsAnswer builds one stats answer on a server holding 1,024
+// locks with 240-byte keys and 100,000 subscriptions (issue 11's case):
+//
+//	go test -run '^$' -bench StatsAnswer -benchmem ./server/
+func BenchmarkStatsAnswer(b *testing.B) {
+	e := core.New(core.Options{MaxKeys: 2048})
+	o := core.NewOwner(1)
+	for i := range 1024 {
+		key := fmt.Sprintf("%s%08d", strings.Repeat("k", 232), i)
+		if _, _, err := e.Acquire(o, core.KindLock, key, core.AcquireOptions{TTL: time.Hour}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := New(Options{Engine: e})
+	p := &idleSub{}
+	for i := range 100000 {
+		if _, err := e.Subscribe(p, fmt.Sprintf("ch.%d", i), ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ans, err := s.statsAnswer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		recycleOut(ans) // as flushLocked does once it is written
+	}
+}
+
+// idleSub is a subscriber that is never signalled.
+type idleSub struct{ _ int }
+
+func (*idleSub) Deliver([]byte) bool { return true }
+func (*idleSub) Evict()              {}
+
+// Connections pipelining stats at once while keys and subscriptions
+// change all get complete, well-formed answers (answers are built one at
+// a time in shared scratch and recycled buffers; -race checks the
+// sharing).
+func TestStats_ConcurrentPipelined(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{StatsMaxItems: 5}, core.Options{})
+	churn := ts.dial(t)
+	const conns, perConn = 4, 40
+	done := make(chan error, conns)
+	for range conns {
+		c := ts.dial(t)
+		c.Send(strings.Repeat("stats\n_\n\n", perConn))
+		_ = c.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReaderSize(c.Conn, 1<<20)
+		go func() {
+			for i := range perConn {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					done <- fmt.Errorf("answer %d: %w", i, err)
+					return
+				}
+				var st statsCapped
+				if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "ok ")), &st); err != nil || st.Totals == nil {
+					done <- fmt.Errorf("answer %d %.60q: %v", i, line, err)
+					return
+				}
+				if len(st.Locks) > 5 || len(st.SignalChannels) > 5 {
+					done <- fmt.Errorf("answer %d lists %d locks, %d channels; want at most 5", i, len(st.Locks), len(st.SignalChannels))
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range 20 {
+		key := fmt.Sprintf("k%d", i)
+		tok := expectGrant(t, churn.Do("l", key, "0"), "ok", "33")
+		churn.Expect("listen", "ch"+key, "", "ok")
+		if i%2 == 0 {
+			churn.Expect("r", key, tok, "ok")
+		}
+	}
+	for range conns {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The stats pacer lets a run start at once after a quiet spell, and a run
+// right after another only once as long as that one took has passed:
+// stats builds take at most half of one core.
+func TestPacer(t *testing.T) {
+	var p pacer
+	t0 := time.Unix(1000, 0)
+	if w := p.wait(t0); w > 0 {
+		t.Fatalf("first run waits %v", w)
+	}
+	p.done(t0, t0.Add(3*time.Millisecond))
+	if w := p.wait(t0.Add(3 * time.Millisecond)); w != 3*time.Millisecond {
+		t.Fatalf("back-to-back run waits %v; want 3ms", w)
+	}
+	if w := p.wait(t0.Add(5 * time.Millisecond)); w != time.Millisecond {
+		t.Fatalf("run 2ms later waits %v; want 1ms", w)
+	}
+	if w := p.wait(t0.Add(time.Second)); w > 0 {
+		t.Fatalf("run after a quiet spell waits %v", w)
 	}
 }

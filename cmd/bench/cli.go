@@ -27,6 +27,7 @@ type CLI struct {
 	AuthGuess  AuthGuessCmd     `cmd:"" name:"auth-guess" help:"Measure how many wrong auth tokens a client can try per second."`
 	Completion completion.Cmd   `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 	Version    kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	StatsFlood StatsFloodCmd    `cmd:"" name:"stats-flood" help:"Measure a dflockd binary's memory and ping latency while connections pipeline stats."`
 }
 
 // RunCmd is a benchmark run, a baseline comparison or a matrix.
@@ -112,6 +113,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 		err = cli.Memory.run(ctx, stdout, stderr)
 	case "auth-guess":
 		err = cli.AuthGuess.run(ctx, stdout)
+	case "stats-flood":
+		err = cli.StatsFlood.run(ctx, stdout, stderr)
 	default:
 		err = cli.Run.run(ctx, stdout, stderr)
 	}

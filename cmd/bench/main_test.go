@@ -173,3 +173,36 @@ func TestMemoryCommand(t *testing.T) {
 		t.Fatalf("missing binary: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// TestStatsFloodCommand builds dflockd and floods it with small numbers.
+func TestStatsFloodCommand(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	if testing.Short() {
+		t.Skip("builds dflockd")
+	}
+	bin := filepath.Join(t.TempDir(), "dflockd")
+	build := exec.Command("go", "build", "-o", bin, "github.com/dflockd/dflockd/cmd/dflockd")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	code, out, errOut := runBench(t, "stats-flood", "--server-bin", bin, "--keys", "20", "--subscriptions", "300",
+		"--sub-conns", "2", "--flooders", "2", "--flood-bytes", "900", "--stall", "50ms", "--duration", "300ms",
+		"--server-arg=--stats-max-items=10", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut)
+	}
+	var res StatsFloodResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("output: %v\n%s", err, out)
+	}
+	if res.BeforeRSS <= 0 || res.PeakRSS <= 0 || res.Answers < 200 || res.Answers%100 != 0 || res.Pings == 0 ||
+		res.PingP99 <= 0 || res.StatsBytes <= 0 || res.StatsBytes > 8000 || res.OverLimit || res.PingErr != "" {
+		t.Fatalf("result: %+v", res)
+	}
+	code, _, errOut = runBench(t, "stats-flood", "--server-bin", bin, "--key-len", "3")
+	if code != 2 || !strings.Contains(errOut, "--key-len") {
+		t.Fatalf("--key-len 3: exit %d, stderr %q", code, errOut)
+	}
+}

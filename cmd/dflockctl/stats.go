@@ -44,11 +44,19 @@ func (c *StatsCmd) run(ctx context.Context, srv target, stdout io.Writer) error 
 }
 
 // writeStats prints st as one aligned table per section. Empty sections
-// say "(none)".
+// say "(none)"; a section the server cut says "truncated (showing N of
+// M)".
 func writeStats(w io.Writer, st *client.Stats) {
 	fmt.Fprintf(w, "connections: %d   slow consumers: %d\n", st.Connections, st.SlowConsumers)
+	tot := client.StatsTotals{ // a server without totals lists everything
+		Locks: len(st.Locks), Semaphores: len(st.Semaphores), IdleLocks: len(st.IdleLocks),
+		IdleSemaphores: len(st.IdleSemaphores), SignalChannels: len(st.SignalChannels), Clients: len(st.Clients),
+	}
+	if st.Totals != nil {
+		tot = *st.Totals
+	}
 
-	section(w, "Locks", len(st.Locks), "KEY\tOWNER\tLEASE LEFT\tWAITERS", func(tw io.Writer) {
+	section(w, "Locks", len(st.Locks), tot.Locks, "KEY\tOWNER\tLEASE LEFT\tWAITERS", func(tw io.Writer) {
 		for _, l := range st.Locks {
 			owner, lease := "-", "-"
 			if l.OwnerConnID != 0 {
@@ -58,12 +66,12 @@ func writeStats(w io.Writer, st *client.Stats) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\n", l.Key, owner, lease, l.Waiters)
 		}
 	})
-	section(w, "Semaphores", len(st.Semaphores), "KEY\tLIMIT\tHOLDERS\tWAITERS", func(tw io.Writer) {
+	section(w, "Semaphores", len(st.Semaphores), tot.Semaphores, "KEY\tLIMIT\tHOLDERS\tWAITERS", func(tw io.Writer) {
 		for _, s := range st.Semaphores {
 			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", s.Key, s.Limit, s.Holders, s.Waiters)
 		}
 	})
-	section(w, "Idle keys", len(st.IdleLocks)+len(st.IdleSemaphores), "KEY\tKIND\tIDLE", func(tw io.Writer) {
+	section(w, "Idle keys", len(st.IdleLocks)+len(st.IdleSemaphores), tot.IdleLocks+tot.IdleSemaphores, "KEY\tKIND\tIDLE", func(tw io.Writer) {
 		for _, k := range st.IdleLocks {
 			fmt.Fprintf(tw, "  %s\tlock\t%s\n", k.Key, seconds(k.IdleS))
 		}
@@ -71,23 +79,31 @@ func writeStats(w io.Writer, st *client.Stats) {
 			fmt.Fprintf(tw, "  %s\tsemaphore\t%s\n", k.Key, seconds(k.IdleS))
 		}
 	})
-	section(w, "Signal channels", len(st.SignalChannels), "PATTERN\tGROUP\tLISTENERS", func(tw io.Writer) {
+	section(w, "Signal channels", len(st.SignalChannels), tot.SignalChannels, "PATTERN\tGROUP\tLISTENERS", func(tw io.Writer) {
 		for _, c := range st.SignalChannels {
 			fmt.Fprintf(tw, "  %s\t%s\t%d\n", c.Pattern, dash(c.Group), c.Listeners)
 		}
 	})
-	section(w, "Clients", len(st.Clients), "ID\tTRANSPORT\tREMOTE\tIDENTITY", func(tw io.Writer) {
+	section(w, "Clients", len(st.Clients), tot.Clients, "ID\tTRANSPORT\tREMOTE\tIDENTITY", func(tw io.Writer) {
 		for _, c := range st.Clients {
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", c.ID, dash(c.Transport), dash(c.Remote), dash(c.Identity))
 		}
 	})
 }
 
-// section prints a titled table: the header and the rows written by rows
-// (each indented by two spaces), aligned, or "(none)" when n is 0.
-func section(w io.Writer, title string, n int, header string, rows func(io.Writer)) {
-	fmt.Fprintf(w, "\n%s (%d)\n", title, n)
+// section prints a titled table of n of total entries: the header and the
+// rows written by rows (each indented by two spaces), aligned, or "(none)"
+// when there are none.
+func section(w io.Writer, title string, n, total int, header string, rows func(io.Writer)) {
+	if total > n {
+		fmt.Fprintf(w, "\n%s truncated (showing %d of %d)\n", title, n, total)
+	} else {
+		fmt.Fprintf(w, "\n%s (%d)\n", title, n)
+	}
 	if n == 0 {
+		if total > 0 {
+			return
+		}
 		fmt.Fprintln(w, "  (none)")
 		return
 	}

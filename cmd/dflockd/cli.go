@@ -76,6 +76,7 @@ type ServeCmd struct {
 	MaxSubscriptions    int `name:"max-subscriptions" default:"0" envvar:"DFLOCKD_MAX_SUBSCRIPTIONS" group:"Limits" help:"Signal subscriptions per connection (0 = unlimited)."`
 	SignalQueueBytes    int `name:"signal-queue-bytes" default:"1048576" envvar:"DFLOCKD_SIGNAL_QUEUE_BYTES" group:"Limits" help:"Signal bytes a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0; default 1 MiB)."`
 	SignalQueue         int `name:"signal-queue" default:"0" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Optional cap on the same waiting signals in frames, on top of --signal-queue-bytes (0 = no frame cap)."`
+	StatsMaxItems       int `name:"stats-max-items" default:"1000" envvar:"DFLOCKD_STATS_MAX_ITEMS" group:"Limits" help:"Entries listed in each array of a stats answer; totals always count everything (>= 0; 0 = totals only)."`
 
 	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
 	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
@@ -288,6 +289,7 @@ func (c *ServeCmd) validate() error {
 		{"max-subscriptions", counts(c.MaxSubscriptions), 0, math.MaxInt64, false},
 		{"signal-queue-bytes", counts(c.SignalQueueBytes), 1, math.MaxInt32, false},
 		{"signal-queue", counts(c.SignalQueue), 0, math.MaxInt32, false},
+		{"stats-max-items", counts(c.StatsMaxItems), 0, math.MaxInt32, false},
 		{"read-timeout", c.ReadTimeout, 1, maxSeconds, true},
 		{"write-timeout", c.WriteTimeout, 0, maxSeconds, true},
 		{"shutdown-timeout", c.ShutdownTimeout, 0, maxSeconds, true},
@@ -480,6 +482,10 @@ func (c *ServeCmd) serverOptions(engine *core.Engine, log *slog.Logger) server.O
 		MaxSubscriptions: c.MaxSubscriptions,
 		PushQueueBytes:   c.SignalQueueBytes,
 		PushQueue:        c.SignalQueue,
+		StatsMaxItems:    c.StatsMaxItems,
+	}
+	if c.StatsMaxItems == 0 {
+		opts.StatsMaxItems = -1 // totals only
 	}
 	if c.token != "" {
 		opts.Auth = auth.Token(c.token)

@@ -74,7 +74,8 @@ func TestDefaults(t *testing.T) {
 	}
 	so := c.serverOptions(nil, nil)
 	if so.ReadTimeout != 23*time.Second || so.WriteTimeout != 5*time.Second || so.MaxConns != 0 ||
-		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueueBytes != 1<<20 || so.PushQueue != 0 || so.Auth != nil {
+		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueueBytes != 1<<20 || so.PushQueue != 0 || so.Auth != nil ||
+		so.StatsMaxItems != 1000 {
 		t.Errorf("serverOptions = %+v", so)
 	}
 	if c.shutdownTimeout() != 30*time.Second {
@@ -146,6 +147,10 @@ var flagCases = []struct {
 		func(s *settings) bool { return s.server.PushQueue == 128 }},
 	{[]string{"--signal-queue-bytes", "65536"}, map[string]string{"DFLOCKD_SIGNAL_QUEUE_BYTES": "65536"},
 		func(s *settings) bool { return s.server.PushQueueBytes == 65536 }},
+	{[]string{"--stats-max-items", "20"}, map[string]string{"DFLOCKD_STATS_MAX_ITEMS": "20"},
+		func(s *settings) bool { return s.server.StatsMaxItems == 20 }},
+	{[]string{"--stats-max-items", "0"}, map[string]string{"DFLOCKD_STATS_MAX_ITEMS": "0"},
+		func(s *settings) bool { return s.server.StatsMaxItems < 0 }},
 	{[]string{"--read-timeout", "15"}, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "15"},
 		func(s *settings) bool { return s.server.ReadTimeout == 15*time.Second }},
 	{[]string{"--write-timeout", "16"}, map[string]string{"DFLOCKD_WRITE_TIMEOUT_S": "16"},
@@ -441,6 +446,7 @@ func TestValidation(t *testing.T) {
 		{[]string{"--signal-queue", "0"}, ""},
 		{[]string{"--signal-queue=-1"}, "--signal-queue"},
 		{[]string{"--signal-queue-bytes", "0"}, "--signal-queue-bytes"},
+		{[]string{"--stats-max-items=-1"}, "--stats-max-items"},
 		{[]string{"--read-timeout", "0"}, "--read-timeout"},
 		{[]string{"--write-timeout", "0"}, ""},
 		{[]string{"--write-timeout=-1"}, "--write-timeout"},
