@@ -144,7 +144,7 @@ func (p *pusher) slowConsumer(why string, pending int) {
 	}
 	s := p.sess.srv
 	s.slowConsumers.Add(1)
-	s.log.Info("slow consumer evicted", "conn", p.sess.id, "remote", p.sess.conn.RemoteAddr(),
+	s.log.Info("slow consumer evicted", "conn", p.sess.id, "remote", p.sess.remote,
 		"reason", why, "pending_bytes", pending, "queue_bytes", p.maxBytes)
 	p.sess.conn.Close()
 }
