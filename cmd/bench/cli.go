@@ -154,12 +154,7 @@ func (c *RunCmd) config() (bench.Config, error) {
 		}
 	}
 	cfg.Mode = bench.Mode(c.Mode[0])
-	switch {
-	case c.Timeout < 0:
-		return cfg, usagef("--timeout must be >= 0")
-	case c.Lease < 0:
-		return cfg, usagef("--lease must be >= 0")
-	case c.Repeat <= 0:
+	if c.Repeat <= 0 { // --timeout and --lease are never negative: cliflag.Seconds refuses that
 		return cfg, usagef("--repeat must be > 0")
 	}
 	tok, err := c.authToken()

@@ -49,7 +49,7 @@ type CLI struct {
 // deprecated alias by envalias); envResolver reads them, so an explicit flag
 // beats the variable, which beats the default.
 type ServeCmd struct {
-	Listen []transport.Endpoint `name:"listen" envvar:"DFLOCKD_LISTEN" placeholder:"URL" group:"Network" help:"Listen on URL; repeatable or comma-separated: tcp://HOST:PORT, tls://HOST:PORT, unix:///ABS/PATH.sock, quic://HOST:PORT (transports: ${transports}). Replaces --host/--port."`
+	Listen []transport.Endpoint `name:"listen" envvar:"DFLOCKD_LISTEN" placeholder:"URL" group:"Network" help:"Listen on URL; repeatable or comma-separated: tcp://HOST:PORT, tls://HOST:PORT, unix:///ABS/PATH.sock, quic://HOST:PORT (transports: ${transports}); a bare HOST[:PORT] is TCP (port 6388 by default) and a bare path (with a / or starting with .) a Unix socket. Replaces --host/--port."`
 	Host   string               `name:"host" default:"127.0.0.1" envvar:"DFLOCKD_HOST" group:"Network" help:"Address to bind when --listen is not given; IPv6 literals such as ::1 are fine."`
 	Port   int                  `name:"port" default:"6388" envvar:"DFLOCKD_PORT" group:"Network" help:"Port to listen on when --listen is not given, 0-65535 (0 = any free port)."`
 
