@@ -300,32 +300,12 @@ func holdLocks(ctx context.Context, addr string, n, conns int) ([]net.Conn, erro
 
 // acquireRange acquires keys w, w+step, ... below n on c.
 func acquireRange(c net.Conn, w, n, step int) error {
-	const batch = 512
-	r := bufio.NewReaderSize(c, 64<<10)
-	buf := make([]byte, 0, batch*32)
-	for start := w; start < n; start += batch * step {
-		buf = buf[:0]
-		sent := 0
-		for i := start; i < n && sent < batch; i += step {
-			buf = append(buf, "l\nm"...)
-			buf = strconv.AppendInt(buf, int64(i), 10)
-			buf = append(buf, "\n0 3600\n"...)
-			sent++
-		}
-		if _, err := c.Write(buf); err != nil {
-			return err
-		}
-		for range sent {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return err
-			}
-			if !strings.HasPrefix(line, "ok ") {
-				return fmt.Errorf("acquire answered %q", strings.TrimSpace(line))
-			}
-		}
-	}
-	return nil
+	count := max(0, (n-w+step-1)/step) // keys w, w+step, ... below n
+	return pipelineBatches(c, count, "ok ", func(b []byte, k int) []byte {
+		b = append(b, "l\nm"...)
+		b = strconv.AppendInt(b, int64(w+k*step), 10)
+		return append(b, "\n0 3600\n"...)
+	})
 }
 
 func closeAll(cs []net.Conn) {
