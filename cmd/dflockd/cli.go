@@ -17,6 +17,7 @@ import (
 
 	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
+	"github.com/dflockd/dflockd/internal/cliflag"
 	"github.com/dflockd/dflockd/internal/completion"
 	"github.com/dflockd/dflockd/internal/version"
 	"github.com/dflockd/dflockd/server"
@@ -63,11 +64,11 @@ type ServeCmd struct {
 	AuthToken     string   `name:"auth-token" envvar:"DFLOCKD_AUTH_TOKEN" placeholder:"TOKEN" group:"Security" help:"Shared secret every connection must present first (send it only over TLS)."`
 	AuthTokenFile string   `name:"auth-token-file" envvar:"DFLOCKD_AUTH_TOKEN_FILE" placeholder:"FILE" group:"Security" help:"File holding the shared secret (trimmed)."`
 
-	DefaultLeaseTTL         int64 `name:"default-lease-ttl" default:"33" envvar:"DFLOCKD_DEFAULT_LEASE_TTL_S" group:"Locks" help:"Lease length in seconds when a request names none (> 0)."`
-	LeaseSweepInterval      int64 `name:"lease-sweep-interval" default:"1" envvar:"DFLOCKD_LEASE_SWEEP_INTERVAL_S" group:"Locks" help:"Seconds between sweeps of expired leases (> 0)."`
-	GCInterval              int64 `name:"gc-interval" default:"5" envvar:"DFLOCKD_GC_INTERVAL_S" envalias:"DFLOCKD_GC_LOOP_SLEEP" group:"Locks" help:"Seconds between idle-key collections (> 0)."`
-	GCMaxIdle               int64 `name:"gc-max-idle" default:"60" envvar:"DFLOCKD_GC_MAX_IDLE_S" envalias:"DFLOCKD_GC_MAX_UNUSED_TIME" group:"Locks" help:"Idle seconds after which a key is collected (>= 0; 0 = next GC tick)."`
-	AutoReleaseOnDisconnect bool  `name:"auto-release-on-disconnect" default:"true" envvar:"DFLOCKD_AUTO_RELEASE_ON_DISCONNECT" group:"Locks" help:"Release a connection's leases when it closes; =false keeps them until they expire (default true)."`
+	DefaultLeaseTTL         cliflag.Seconds `name:"default-lease-ttl" default:"33" envvar:"DFLOCKD_DEFAULT_LEASE_TTL_S" group:"Locks" help:"Lease length in seconds when a request names none (> 0)."`
+	LeaseSweepInterval      cliflag.Seconds `name:"lease-sweep-interval" default:"1" envvar:"DFLOCKD_LEASE_SWEEP_INTERVAL_S" group:"Locks" help:"Seconds between sweeps of expired leases (> 0)."`
+	GCInterval              cliflag.Seconds `name:"gc-interval" default:"5" envvar:"DFLOCKD_GC_INTERVAL_S" envalias:"DFLOCKD_GC_LOOP_SLEEP" group:"Locks" help:"Seconds between idle-key collections (> 0)."`
+	GCMaxIdle               cliflag.Seconds `name:"gc-max-idle" default:"60" envvar:"DFLOCKD_GC_MAX_IDLE_S" envalias:"DFLOCKD_GC_MAX_UNUSED_TIME" group:"Locks" help:"Idle seconds after which a key is collected (>= 0; 0 = next GC tick)."`
+	AutoReleaseOnDisconnect bool            `name:"auto-release-on-disconnect" default:"true" envvar:"DFLOCKD_AUTO_RELEASE_ON_DISCONNECT" group:"Locks" help:"Release a connection's leases when it closes; =false keeps them until they expire (default true)."`
 
 	MaxLocks            int `name:"max-locks" default:"1024" envvar:"DFLOCKD_MAX_LOCKS" group:"Limits" help:"Live locks plus semaphores (> 0)."`
 	MaxConnections      int `name:"max-connections" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS" group:"Limits" help:"Open connections (0 = unlimited)."`
@@ -78,11 +79,11 @@ type ServeCmd struct {
 	SignalQueue         int `name:"signal-queue" default:"0" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Optional cap on the same waiting signals in frames, on top of --signal-queue-bytes (0 = no frame cap)."`
 	StatsMaxItems       int `name:"stats-max-items" default:"1000" envvar:"DFLOCKD_STATS_MAX_ITEMS" group:"Limits" help:"Entries listed in each array of a stats answer; totals always count everything (>= 0; 0 = totals only)."`
 
-	ReadTimeout     int64 `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
-	WriteTimeout    int64 `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
-	ShutdownTimeout int64 `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever); a second signal closes them all and exits at once (status 130 or 143)."`
-	QUICIdleTimeout int64 `name:"quic-idle-timeout" default:"30" envvar:"DFLOCKD_QUIC_IDLE_TIMEOUT_S" group:"Timeouts" help:"Seconds after which an idle QUIC connection is closed (> 0)."`
-	QUICKeepAlive   int64 `name:"quic-keepalive" default:"10" envvar:"DFLOCKD_QUIC_KEEPALIVE_S" group:"Timeouts" help:"Seconds between QUIC keep-alive packets (>= 0; 0 = none)."`
+	ReadTimeout     cliflag.Seconds `name:"read-timeout" default:"23" envvar:"DFLOCKD_READ_TIMEOUT_S" group:"Timeouts" help:"Idle seconds before a silent connection is dropped (> 0); also bounds the TLS handshake."`
+	WriteTimeout    cliflag.Seconds `name:"write-timeout" default:"5" envvar:"DFLOCKD_WRITE_TIMEOUT_S" group:"Timeouts" help:"Seconds allowed for each write to a client (>= 0; 0 = no deadline)."`
+	ShutdownTimeout cliflag.Seconds `name:"shutdown-timeout" default:"30" envvar:"DFLOCKD_SHUTDOWN_TIMEOUT_S" group:"Timeouts" help:"Seconds to drain connections on SIGINT/SIGTERM (>= 0; 0 = wait forever); a second signal closes them all and exits at once (status 130 or 143)."`
+	QUICIdleTimeout cliflag.Seconds `name:"quic-idle-timeout" default:"30" envvar:"DFLOCKD_QUIC_IDLE_TIMEOUT_S" group:"Timeouts" help:"Seconds after which an idle QUIC connection is closed (> 0)."`
+	QUICKeepAlive   cliflag.Seconds `name:"quic-keepalive" default:"10" envvar:"DFLOCKD_QUIC_KEEPALIVE_S" group:"Timeouts" help:"Seconds between QUIC keep-alive packets (>= 0; 0 = none)."`
 
 	Debug bool `name:"debug" default:"false" envvar:"DFLOCKD_DEBUG" help:"Log at debug level."`
 
@@ -278,10 +279,10 @@ func (c *ServeCmd) validate() error {
 		seconds  bool
 	}{
 		{"port", counts(c.Port), 0, 65535, false},
-		{"default-lease-ttl", c.DefaultLeaseTTL, 1, maxSeconds, true},
-		{"lease-sweep-interval", c.LeaseSweepInterval, 1, maxSeconds, true},
-		{"gc-interval", c.GCInterval, 1, maxSeconds, true},
-		{"gc-max-idle", c.GCMaxIdle, 0, maxSeconds, true},
+		{"default-lease-ttl", int64(c.DefaultLeaseTTL), 1, maxSeconds, true},
+		{"lease-sweep-interval", int64(c.LeaseSweepInterval), 1, maxSeconds, true},
+		{"gc-interval", int64(c.GCInterval), 1, maxSeconds, true},
+		{"gc-max-idle", int64(c.GCMaxIdle), 0, maxSeconds, true},
 		{"max-locks", counts(c.MaxLocks), 1, math.MaxInt64, false},
 		{"max-connections", counts(c.MaxConnections), 0, math.MaxInt64, false},
 		{"max-connections-per-ip", counts(c.MaxConnectionsPerIP), 0, math.MaxInt64, false},
@@ -290,11 +291,11 @@ func (c *ServeCmd) validate() error {
 		{"signal-queue-bytes", counts(c.SignalQueueBytes), 1, math.MaxInt32, false},
 		{"signal-queue", counts(c.SignalQueue), 0, math.MaxInt32, false},
 		{"stats-max-items", counts(c.StatsMaxItems), 0, math.MaxInt32, false},
-		{"read-timeout", c.ReadTimeout, 1, maxSeconds, true},
-		{"write-timeout", c.WriteTimeout, 0, maxSeconds, true},
-		{"shutdown-timeout", c.ShutdownTimeout, 0, maxSeconds, true},
-		{"quic-idle-timeout", c.QUICIdleTimeout, 1, maxSeconds, true},
-		{"quic-keepalive", c.QUICKeepAlive, 0, maxSeconds, true},
+		{"read-timeout", int64(c.ReadTimeout), 1, maxSeconds, true},
+		{"write-timeout", int64(c.WriteTimeout), 0, maxSeconds, true},
+		{"shutdown-timeout", int64(c.ShutdownTimeout), 0, maxSeconds, true},
+		{"quic-idle-timeout", int64(c.QUICIdleTimeout), 1, maxSeconds, true},
+		{"quic-keepalive", int64(c.QUICKeepAlive), 0, maxSeconds, true},
 	}
 	for _, ck := range checks {
 		var rule string
@@ -445,14 +446,14 @@ func (c *ServeCmd) peerAuthName(ep transport.Endpoint) string {
 // transportOptions converts the configuration into transport.Options;
 // tlsCfg is nil when TLS is off.
 func (c *ServeCmd) transportOptions(tlsCfg *tls.Config) transport.Options {
-	keepAlive := seconds(c.QUICKeepAlive)
+	keepAlive := c.QUICKeepAlive.Duration()
 	if keepAlive == 0 {
 		keepAlive = -1 // transport: negative disables, 0 is the default
 	}
 	return transport.Options{
 		TLS:             tlsCfg,
 		UnixMode:        c.unixMode,
-		QUICIdleTimeout: seconds(c.QUICIdleTimeout),
+		QUICIdleTimeout: c.QUICIdleTimeout.Duration(),
 		QUICKeepAlive:   keepAlive,
 	}
 }
@@ -460,10 +461,10 @@ func (c *ServeCmd) transportOptions(tlsCfg *tls.Config) transport.Options {
 // engineOptions converts the configuration into core.Options.
 func (c *ServeCmd) engineOptions() core.Options {
 	return core.Options{
-		DefaultTTL:       seconds(c.DefaultLeaseTTL),
-		SweepInterval:    seconds(c.LeaseSweepInterval),
-		GCInterval:       seconds(c.GCInterval),
-		GCMaxIdle:        seconds(c.GCMaxIdle),
+		DefaultTTL:       c.DefaultLeaseTTL.Duration(),
+		SweepInterval:    c.LeaseSweepInterval.Duration(),
+		GCInterval:       c.GCInterval.Duration(),
+		GCMaxIdle:        c.GCMaxIdle.Duration(),
 		MaxKeys:          c.MaxLocks,
 		MaxWaiters:       c.MaxWaiters,
 		KeepOnDisconnect: !c.AutoReleaseOnDisconnect,
@@ -475,8 +476,8 @@ func (c *ServeCmd) serverOptions(engine *core.Engine, log *slog.Logger) server.O
 	opts := server.Options{
 		Engine:           engine,
 		Logger:           log,
-		ReadTimeout:      seconds(c.ReadTimeout),
-		WriteTimeout:     seconds(c.WriteTimeout),
+		ReadTimeout:      c.ReadTimeout.Duration(),
+		WriteTimeout:     c.WriteTimeout.Duration(),
 		MaxConns:         c.MaxConnections,
 		MaxConnsPerIP:    c.MaxConnectionsPerIP,
 		MaxSubscriptions: c.MaxSubscriptions,
@@ -494,4 +495,4 @@ func (c *ServeCmd) serverOptions(engine *core.Engine, log *slog.Logger) server.O
 }
 
 // shutdownTimeout is the grace period for Shutdown (0 = wait forever).
-func (c *ServeCmd) shutdownTimeout() time.Duration { return seconds(c.ShutdownTimeout) }
+func (c *ServeCmd) shutdownTimeout() time.Duration { return c.ShutdownTimeout.Duration() }

@@ -345,9 +345,11 @@ func TestEnvRefused(t *testing.T) {
 		{"port abc", nil, map[string]string{"DFLOCKD_PORT": "abc"}, `DFLOCKD_PORT="abc" is not an integer`},
 		{"port 1.5", nil, map[string]string{"DFLOCKD_PORT": "1.5"}, `DFLOCKD_PORT="1.5" is not an integer`},
 		{"port with a space", nil, map[string]string{"DFLOCKD_PORT": " 7000"}, `DFLOCKD_PORT=" 7000" is not an integer`},
-		{"port with a unit", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "7000s"}, `DFLOCKD_READ_TIMEOUT_S="7000s" is not an integer`},
+		{"fraction of a second", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "1.5"}, `DFLOCKD_READ_TIMEOUT_S="1.5": 1.5: must be whole seconds (the server counts whole seconds; e.g. 1s, 30s, 5m)`},
+		{"sub-second duration", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "500ms"}, `DFLOCKD_READ_TIMEOUT_S="500ms": 500ms: must be whole seconds (the server counts whole seconds; e.g. 1s, 30s, 5m)`},
+		{"port with a unit", nil, map[string]string{"DFLOCKD_PORT": "7000s"}, `DFLOCKD_PORT="7000s" is not an integer`},
 		{"hex", nil, map[string]string{"DFLOCKD_MAX_LOCKS": "0x10"}, `DFLOCKD_MAX_LOCKS="0x10" is not an integer`},
-		{"too big", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "99999999999999999999"}, `DFLOCKD_READ_TIMEOUT_S="99999999999999999999" is not an integer that fits in 64 bits`},
+		{"too big", nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "99999999999999999999"}, `DFLOCKD_READ_TIMEOUT_S="99999999999999999999": 99999999999999999999 seconds is more than the 9223372036 the server accepts`},
 		{"bad bool", nil, map[string]string{"DFLOCKD_DEBUG": "maybe"}, `DFLOCKD_DEBUG="maybe" is not a boolean (want 1/yes/true or 0/no/false)`},
 		{"bool on", nil, map[string]string{"DFLOCKD_AUTO_RELEASE_ON_DISCONNECT": "on"}, `DFLOCKD_AUTO_RELEASE_ON_DISCONNECT="on" is not a boolean (want 1/yes/true or 0/no/false)`},
 		{"bool with a space", nil, map[string]string{"DFLOCKD_DEBUG": " true"}, `DFLOCKD_DEBUG=" true" is not a boolean (want 1/yes/true or 0/no/false)`},
@@ -357,8 +359,8 @@ func TestEnvRefused(t *testing.T) {
 		// Deprecated aliases follow the same rules, even when the
 		// canonical name overrides them.
 		{"empty alias", nil, map[string]string{"DFLOCKD_GC_LOOP_SLEEP": ""}, "DFLOCKD_GC_LOOP_SLEEP is set but empty"},
-		{"bad alias", nil, map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "soon"}, `DFLOCKD_GC_MAX_UNUSED_TIME="soon" is not an integer`},
-		{"bad alias beside canonical", nil, map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "x", "DFLOCKD_GC_MAX_IDLE_S": "4"}, `DFLOCKD_GC_MAX_UNUSED_TIME="x" is not an integer`},
+		{"bad alias", nil, map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "soon"}, `DFLOCKD_GC_MAX_UNUSED_TIME="soon": want whole seconds such as 30, 30s or 5m: time: invalid duration "soon"`},
+		{"bad alias beside canonical", nil, map[string]string{"DFLOCKD_GC_MAX_UNUSED_TIME": "x", "DFLOCKD_GC_MAX_IDLE_S": "4"}, `DFLOCKD_GC_MAX_UNUSED_TIME="x": want whole seconds such as 30, 30s or 5m: time: invalid duration "x"`},
 		{"empty canonical beside alias", nil, map[string]string{"DFLOCKD_GC_INTERVAL_S": "", "DFLOCKD_GC_LOOP_SLEEP": "8"}, "DFLOCKD_GC_INTERVAL_S is set but empty"},
 		// A variable is read only when its own flag is absent: here
 		// --auth-token-file leaves DFLOCKD_AUTH_TOKEN to be read.
@@ -452,7 +454,9 @@ func TestValidation(t *testing.T) {
 		{[]string{"--write-timeout=-1"}, "--write-timeout"},
 		{[]string{"--shutdown-timeout", "0"}, ""},
 		{[]string{"--shutdown-timeout=-1"}, "--shutdown-timeout"},
-		{[]string{"--read-timeout", "1.5"}, "--read-timeout"},
+		{[]string{"--read-timeout", "1.5"}, "--read-timeout: 1.5: must be whole seconds"},
+		{[]string{"--read-timeout", "500ms"}, "--read-timeout: 500ms: must be whole seconds"},
+		{[]string{"--read-timeout", "2m"}, ""},
 		{[]string{"--default-lease-ttl", max}, ""},
 		{[]string{"--default-lease-ttl", over}, "--default-lease-ttl"},
 		{[]string{"--lease-sweep-interval", over}, "--lease-sweep-interval"},
@@ -480,7 +484,7 @@ func TestValidation(t *testing.T) {
 	}
 	// Overflow from the environment is rejected too.
 	err := parseErr(t, nil, map[string]string{"DFLOCKD_READ_TIMEOUT_S": over})
-	if !strings.Contains(err.Error(), "overflow") {
+	if !strings.Contains(err.Error(), "more than the 9223372036 the server accepts") {
 		t.Errorf("error %q", err)
 	}
 	// The largest accepted value converts without wrapping.

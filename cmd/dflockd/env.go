@@ -116,6 +116,14 @@ func envValue(name, raw string, typ reflect.Type) (any, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, fmt.Errorf("%s is set but empty", name)
 	}
+	if reflect.PointerTo(typ).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+		// A type with its own syntax (cliflag.Seconds): check it here so
+		// the error names the variable, and hand kong the text.
+		if err := reflect.New(typ).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(raw)); err != nil {
+			return nil, fmt.Errorf("%s=%q: %w", name, raw, err)
+		}
+		return raw, nil
+	}
 	switch typ.Kind() {
 	case reflect.Bool:
 		b, ok := parseEnvBool(raw)

@@ -95,8 +95,8 @@ func TestListenErrors(t *testing.T) {
 		{nil, map[string]string{"DFLOCKD_UNIX_ALLOW_UID": "1000,x"}, []string{`DFLOCKD_UNIX_ALLOW_UID="1000,x"`, `"x"`}},
 		{nil, map[string]string{"DFLOCKD_UNIX_ALLOW_GID": "-5"}, []string{`DFLOCKD_UNIX_ALLOW_GID="-5"`}},
 		{[]string{"--quic-idle-timeout", "0"}, nil, []string{"--quic-idle-timeout: must be > 0"}},
-		{[]string{"--quic-keepalive=-1"}, nil, []string{"--quic-keepalive: must be >= 0"}},
-		{[]string{"--quic-idle-timeout", "9223372037"}, nil, []string{"--quic-idle-timeout", "overflow"}},
+		{[]string{"--quic-keepalive=-1"}, nil, []string{"--quic-keepalive: negative duration"}},
+		{[]string{"--quic-idle-timeout", "9223372037"}, nil, []string{"--quic-idle-timeout", "more than the 9223372036"}},
 		// gen-cert's flags are its own.
 		{[]string{"--out", "x"}, nil, []string{"--out"}},
 		{[]string{"--port", "1", "gen-cert", "--out", "x"}, nil, []string{"--port"}},

@@ -196,20 +196,20 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	attrs = append(attrs, "auto_release_on_disconnect", c.AutoReleaseOnDisconnect)
 	log.Info("dflockd started", attrs...)
 	log.Debug("configuration",
-		"default_lease_ttl_s", c.DefaultLeaseTTL,
-		"lease_sweep_interval_s", c.LeaseSweepInterval,
-		"gc_interval_s", c.GCInterval,
-		"gc_max_idle_s", c.GCMaxIdle,
+		"default_lease_ttl_s", int64(c.DefaultLeaseTTL),
+		"lease_sweep_interval_s", int64(c.LeaseSweepInterval),
+		"gc_interval_s", int64(c.GCInterval),
+		"gc_max_idle_s", int64(c.GCMaxIdle),
 		"max_locks", c.MaxLocks,
 		"max_connections", c.MaxConnections,
 		"max_connections_per_ip", c.MaxConnectionsPerIP,
 		"max_waiters", c.MaxWaiters,
 		"max_subscriptions", c.MaxSubscriptions,
-		"read_timeout_s", c.ReadTimeout,
-		"write_timeout_s", c.WriteTimeout,
-		"shutdown_timeout_s", c.ShutdownTimeout,
-		"quic_idle_timeout_s", c.QUICIdleTimeout,
-		"quic_keepalive_s", c.QUICKeepAlive,
+		"read_timeout_s", int64(c.ReadTimeout),
+		"write_timeout_s", int64(c.WriteTimeout),
+		"shutdown_timeout_s", int64(c.ShutdownTimeout),
+		"quic_idle_timeout_s", int64(c.QUICIdleTimeout),
+		"quic_keepalive_s", int64(c.QUICKeepAlive),
 		"unix_socket_mode", fmt.Sprintf("%#o", c.unixMode))
 
 	select {
@@ -230,7 +230,7 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	}
 
 	log.Info("shutting down: draining connections; send SIGINT or SIGTERM again to close them all and exit at once",
-		"cause", context.Cause(sigCtx), "timeout_s", c.ShutdownTimeout)
+		"cause", context.Cause(sigCtx), "timeout_s", int64(c.ShutdownTimeout))
 	stopEngine()
 	shutdownCtx := context.Background()
 	if d := c.shutdownTimeout(); d > 0 {

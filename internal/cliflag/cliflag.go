@@ -3,6 +3,7 @@
 package cliflag
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -22,7 +23,11 @@ type Seconds int64
 // UnmarshalText implements encoding.TextUnmarshaler (kong uses it).
 func (s *Seconds) UnmarshalText(b []byte) error {
 	text := strings.TrimSpace(string(b))
-	if n, err := strconv.ParseInt(text, 10, 64); err == nil {
+	n, err := strconv.ParseInt(text, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return fmt.Errorf("%s seconds is more than the %d the server accepts", text, protocol.MaxSeconds)
+	}
+	if err == nil {
 		if n < 0 {
 			return fmt.Errorf("negative duration %s", text)
 		}
