@@ -106,7 +106,7 @@ func TestSemaphore_FIFOHandOff(t *testing.T) {
 // queued `w` (whose timeout also removes the waiter and the record).
 func TestLock_BlockingCommandsTimeOut(t *testing.T) {
 	t.Parallel()
-	ts := start(t, Options{ReadTimeout: 300 * time.Millisecond}, core.Options{})
+	ts := start(t, Options{ReadTimeout: time.Second}, core.Options{})
 	h := ts.dial(t)
 	expectGrant(t, h.Do("l", "k", "0"), "ok", "33")
 	expectGrant(t, h.Do("sl", "s", "0 1"), "ok", "33")
@@ -116,9 +116,9 @@ func TestLock_BlockingCommandsTimeOut(t *testing.T) {
 
 	start := time.Now()
 	chL, chS, chW := bg(lc), bg(sc), bg(wc)
-	lc.Req("l", "k", "1")
-	sc.Req("sl", "s", "1 1")
-	wc.Req("w", "k2", "1")
+	lc.Req("l", "k", "2")
+	sc.Req("sl", "s", "2 1")
+	wc.Req("w", "k2", "2")
 	// The holder must not hit the read timeout itself: it pings while
 	// the others are blocked (for them, blocked time does not count).
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -139,8 +139,8 @@ func TestLock_BlockingCommandsTimeOut(t *testing.T) {
 			}
 		}
 	}
-	if el := time.Since(start); el < 900*time.Millisecond {
-		t.Fatalf("timeouts after %v; want about 1s", el)
+	if el := time.Since(start); el < 1900*time.Millisecond {
+		t.Fatalf("timeouts after %v; want about 2s", el)
 	}
 	ping(t, lc)
 	ping(t, sc)
