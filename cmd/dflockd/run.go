@@ -193,8 +193,9 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	srv := server.New(c.serverOptions(engine, log))
 	var reg *prometheus.Registry
 	if adminL != nil {
-		// The server's own metrics are registered here, beside the build
-		// info and the Go runtime and process collectors.
+		// Collectors of the server's own metrics are passed to
+		// newAdminRegistry, beside the build info and the Go runtime and
+		// process collectors it always registers.
 		var err error
 		if reg, err = newAdminRegistry(); err != nil {
 			for _, l := range append(ls, adminL) {
