@@ -67,7 +67,8 @@ type Server struct {
 
 	mu        sync.Mutex
 	closed    bool
-	listeners map[net.Listener]struct{}
+	listeners map[net.Listener]*listenerState
+	stopped   []string // listeners whose accept loop ended on its own (ready.go)
 	sessions  map[*session]struct{}
 	perIP     map[string]int
 	nconns    int
@@ -87,7 +88,7 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
-		listeners: make(map[net.Listener]struct{}),
+		listeners: make(map[net.Listener]*listenerState),
 		sessions:  make(map[*session]struct{}),
 		perIP:     make(map[string]int),
 
@@ -142,7 +143,8 @@ func (s *Server) ServeListener(l net.Listener, lo Listener) error {
 	if guessed {
 		lo.Transport = l.Addr().Network()
 	}
-	if !s.track(l) {
+	st := &listenerState{name: lo.Transport + "://" + l.Addr().String()}
+	if !s.track(l, st) {
 		l.Close()
 		return ErrServerClosed
 	}
@@ -155,6 +157,7 @@ func (s *Server) ServeListener(l net.Listener, lo Listener) error {
 				return ErrServerClosed
 			}
 			if errors.Is(err, net.ErrClosed) {
+				s.acceptStopped(st, err)
 				return err
 			}
 			if backoff == 0 {
@@ -163,12 +166,14 @@ func (s *Server) ServeListener(l net.Listener, lo Listener) error {
 				backoff = time.Second
 			}
 			s.log.Warn("accept failed; backing off", "err", err, "retry_in", backoff)
+			s.acceptFailing(st, err)
 			t := time.NewTimer(backoff)
 			select {
 			case <-t.C:
 			case <-s.base.Done():
 				t.Stop()
 			}
+			s.acceptFailing(st, nil)
 			continue
 		}
 		backoff = 0
@@ -198,13 +203,13 @@ func (s *Server) ServeListener(l net.Listener, lo Listener) error {
 
 func (s *Server) shuttingDown() bool { return s.draining.Load() }
 
-func (s *Server) track(l net.Listener) bool {
+func (s *Server) track(l net.Listener, st *listenerState) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.draining.Load() {
 		return false
 	}
-	s.listeners[l] = struct{}{}
+	s.listeners[l] = st
 	return true
 }
 

@@ -85,6 +85,10 @@ type ServeCmd struct {
 	QUICIdleTimeout cliflag.Seconds `name:"quic-idle-timeout" default:"30" envvar:"DFLOCKD_QUIC_IDLE_TIMEOUT_S" group:"Timeouts" help:"Seconds after which an idle QUIC connection is closed (> 0)."`
 	QUICKeepAlive   cliflag.Seconds `name:"quic-keepalive" default:"10" envvar:"DFLOCKD_QUIC_KEEPALIVE_S" group:"Timeouts" help:"Seconds between QUIC keep-alive packets (>= 0; 0 = none)."`
 
+	AdminListen string `name:"admin-listen" envvar:"DFLOCKD_ADMIN_LISTEN" placeholder:"HOST:PORT" group:"Monitoring" help:"Serve /metrics (Prometheus), /healthz, /readyz and, with --admin-pprof, /debug/pprof/ over HTTP on HOST:PORT, e.g. 127.0.0.1:9388 (default: off). With an auth token, /metrics and /debug/pprof/ need it as a bearer token."`
+	AdminTLS    bool   `name:"admin-tls" default:"false" envvar:"DFLOCKD_ADMIN_TLS" group:"Monitoring" help:"Serve the admin listener over HTTPS with --tls-cert/--tls-key (no client certificate asked)."`
+	AdminPprof  bool   `name:"admin-pprof" default:"false" envvar:"DFLOCKD_ADMIN_PPROF" group:"Monitoring" help:"Serve the Go profiler under /debug/pprof/ on the admin listener."`
+
 	Debug bool `name:"debug" default:"false" envvar:"DFLOCKD_DEBUG" help:"Log at debug level."`
 
 	env         *envResolver // records which settings came from the environment
@@ -331,6 +335,9 @@ func (c *ServeCmd) validate() error {
 		return fmt.Errorf("%s: want an octal permission such as 0660, got %q", c.flagRef("unix-socket-mode"), c.UnixSocketMode)
 	}
 	c.unixMode = fs.FileMode(mode)
+	if err := c.validateAdmin(); err != nil {
+		return err
+	}
 	token, source, err := c.resolveAuthToken()
 	if err != nil {
 		return err

@@ -105,13 +105,21 @@ type settings struct {
 	clientCA  string
 	uids      []uint32
 	gids      []uint32
+	admin     adminSettings
+}
+
+// adminSettings is the admin listener's configuration.
+type adminSettings struct {
+	listen     string
+	tls, pprof bool
 }
 
 func settingsOf(c *ServeCmd) settings {
 	so := c.serverOptions(nil, nil)
 	so.Auth = nil // compared through token
 	return settings{c.endpoint(), c.engineOptions(), so, c.shutdownTimeout(), c.Debug, c.token,
-		c.endpoints(), c.transportOptions(nil), c.TLSClientCA, c.UnixAllowUID, c.UnixAllowGID}
+		c.endpoints(), c.transportOptions(nil), c.TLSClientCA, c.UnixAllowUID, c.UnixAllowGID,
+		adminSettings{c.AdminListen, c.AdminTLS, c.AdminPprof}}
 }
 
 // flagCases lists, for every setting, a flag and a variable form with the
@@ -182,6 +190,13 @@ var flagCases = []struct {
 		func(s *settings) bool { return s.transport.QUICIdleTimeout == 45*time.Second }},
 	{[]string{"--quic-keepalive", "3"}, map[string]string{"DFLOCKD_QUIC_KEEPALIVE_S": "3"},
 		func(s *settings) bool { return s.transport.QUICKeepAlive == 3*time.Second }},
+	{[]string{"--admin-listen", "127.0.0.1:9388"}, map[string]string{"DFLOCKD_ADMIN_LISTEN": "127.0.0.1:9388"},
+		func(s *settings) bool { return s.admin == adminSettings{listen: "127.0.0.1:9388"} }},
+	{[]string{"--admin-listen", "[::1]:0", "--admin-pprof"}, map[string]string{"DFLOCKD_ADMIN_LISTEN": "[::1]:0", "DFLOCKD_ADMIN_PPROF": "true"},
+		func(s *settings) bool { return s.admin == adminSettings{listen: "[::1]:0", pprof: true} }},
+	{[]string{"--admin-listen", ":9388", "--admin-tls", "--tls-cert", "c.pem", "--tls-key", "k.pem"},
+		map[string]string{"DFLOCKD_ADMIN_LISTEN": ":9388", "DFLOCKD_ADMIN_TLS": "1", "DFLOCKD_TLS_CERT": "c.pem", "DFLOCKD_TLS_KEY": "k.pem"},
+		func(s *settings) bool { return s.admin == adminSettings{listen: ":9388", tls: true} }},
 }
 
 func TestEachFlag(t *testing.T) {
@@ -365,6 +380,7 @@ func TestEnvRefused(t *testing.T) {
 		// A variable is read only when its own flag is absent: here
 		// --auth-token-file leaves DFLOCKD_AUTH_TOKEN to be read.
 		{"empty token, file flag", []string{"--auth-token-file", "/x"}, map[string]string{"DFLOCKD_AUTH_TOKEN": ""}, "DFLOCKD_AUTH_TOKEN is set but empty"},
+		{"bad admin pprof bool", nil, map[string]string{"DFLOCKD_ADMIN_PPROF": "on"}, `DFLOCKD_ADMIN_PPROF="on" is not a boolean (want 1/yes/true or 0/no/false)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
@@ -155,6 +157,13 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 		}
 		ls = append(ls, l)
 	}
+	adminL, err := c.listenAdmin(sigCtx)
+	if err != nil {
+		for _, l := range ls {
+			l.Close()
+		}
+		return err
+	}
 
 	engine := core.New(c.engineOptions())
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
@@ -182,12 +191,31 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	})
 
 	srv := server.New(c.serverOptions(engine, log))
+	var reg *prometheus.Registry
+	if adminL != nil {
+		// Collectors of the server's own metrics are passed to
+		// newAdminRegistry, beside the build info and the Go runtime and
+		// process collectors it always registers.
+		var err error
+		if reg, err = newAdminRegistry(); err != nil {
+			for _, l := range append(ls, adminL) {
+				l.Close()
+			}
+			return err
+		}
+	}
 	results := make(chan served, len(ls))
 	for i, l := range ls {
 		ep := eps[i]
 		lo := server.Listener{Transport: ep.Transport, Peer: c.peerAuth(ep)}
 		go func() { results <- served{ep, srv.ServeListener(l, lo)} }()
 		log.Info("dflockd listening", "transport", ep.Transport, "addr", l.Addr().String(), "client_auth", c.peerAuthName(ep))
+	}
+	if adminL != nil {
+		// Stopped last, once the drain is over: /healthz answers until
+		// exit, while /readyz says "draining" from the first signal.
+		stopAdmin := serveAdmin(adminL, c.adminOptions(reg, srv.Ready, ts, log), log)
+		defer stopAdmin()
 	}
 	attrs := []any{"version", buildVersion(), "listeners", len(ls), "auth", c.token != ""}
 	if c.token != "" {
@@ -284,8 +312,8 @@ func (c *ServeCmd) logIgnored(eps []transport.Endpoint, log *slog.Logger) {
 			log.Warn("--unix-allow-uid and --unix-allow-gid have no effect without a unix:// listener")
 		}
 	}
-	if c.TLSCert != "" && !slices.ContainsFunc(eps, needsTLS) {
-		log.Warn("--tls-cert is not used: no tls:// or quic:// listener")
+	if c.TLSCert != "" && !slices.ContainsFunc(eps, needsTLS) && !c.AdminTLS {
+		log.Warn("--tls-cert is not used: no tls:// or quic:// listener and no --admin-tls")
 	}
 }
 
