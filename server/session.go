@@ -101,6 +101,9 @@ type session struct {
 	// ident is the authenticated identity ("" = none); stats read it
 	// from other goroutines.
 	ident atomic.Pointer[string]
+	// name is the name the connection gave itself with `name` ("" or
+	// nil = none); stats and inspect read it from other goroutines.
+	name atomic.Pointer[string]
 
 	// Pub/sub: created on the first listen.
 	push *pusher
@@ -124,7 +127,8 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
-	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id), transport: transportName, peerAuth: peerAuth, pi: pi}
+	sess := &session{srv: s, conn: c, id: id, ip: ip, transport: transportName, peerAuth: peerAuth, pi: pi}
+	sess.owner = core.NewOwnerWithTag(id, sess) // inspect shows the session's remote, identity and name
 	sess.remote = remoteName(c, pi.cred)
 	sess.rd = connReader{conn: c, early: sess.readAfterDeadline}
 	sess.dec = protocol.NewDecoder(&sess.rd)
@@ -184,7 +188,7 @@ func (sess *session) serve() {
 	sess.conn.Close()
 	s.forget(sess)
 	s.log.Debug("connection closed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
-		"reason", reason.String(), "identity", sess.identity())
+		"reason", reason.String(), "identity", sess.identity(), "name", sess.connName())
 }
 
 // handshaker is implemented by connections with a handshake of their own
