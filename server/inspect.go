@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"math"
+	"sync/atomic"
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
@@ -12,10 +13,30 @@ import (
 // itself, `inspect` shows who holds and who waits for one key
 // (docs/protocol.md, Extensions). A 1.x server answers both `error`.
 
+// connTag is what inspect shows about a connection. It is the tag of the
+// connection's engine owner, so the engine keeps it as long as a lease of
+// the connection lives, which may be after the session ended (leases kept
+// on disconnect): it is a small allocation of its own, and does not keep
+// the session's buffers alive.
+type connTag struct {
+	remote string                 // never changes
+	ident  atomic.Pointer[string] // authenticated identity, nil = none
+	name   atomic.Pointer[string] // set by `name`, nil = none
+}
+
 // connName returns the name the connection gave itself, "" if none; other
 // goroutines (stats, inspect) read it.
-func (sess *session) connName() string {
-	if p := sess.name.Load(); p != nil {
+func (sess *session) connName() string { return sess.tag.connName() }
+
+func (t *connTag) connName() string {
+	if p := t.name.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (t *connTag) identity() string {
+	if p := t.ident.Load(); p != nil {
 		return *p
 	}
 	return ""
@@ -25,7 +46,7 @@ func (sess *session) connName() string {
 func (sess *session) setName(req *protocol.Request) {
 	n := string(req.Name)
 	old := sess.connName()
-	sess.name.Store(&n)
+	sess.tag.name.Store(&n)
 	sess.srv.log.Debug("connection named", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
 		"identity", sess.identity(), "name", n, "previous", old)
 	sess.reply(protocol.StatusOK)
@@ -72,13 +93,13 @@ type inspectWaiter struct {
 	Enqueued bool    `json:"enqueued"`
 }
 
-// connOf describes the owner of a holder or waiter. A session whose owner
-// outlives it (a lease kept after disconnect) is still described: the
-// tag keeps what was known.
+// connOf describes the owner of a holder or waiter. A connection whose
+// lease outlives it (kept on disconnect) is still described: its tag
+// keeps what was known.
 func connOf(id uint64, tag any) inspectConn {
 	c := inspectConn{ConnID: id}
-	if sess, ok := tag.(*session); ok {
-		c.Remote, c.Identity, c.Name = sess.remote, sess.identity(), sess.connName()
+	if t, ok := tag.(*connTag); ok {
+		c.Remote, c.Identity, c.Name = t.remote, t.identity(), t.connName()
 	}
 	return c
 }

@@ -214,3 +214,20 @@ func TestInspect_BadRequests(t *testing.T) {
 		t.Fatalf("a refused name was kept: %q", cs[1])
 	}
 }
+
+// A lease kept after its connection closed (KeepOnDisconnect) still shows
+// who took it.
+func TestInspect_KeptLeaseOfClosedConnection(t *testing.T) {
+	t.Parallel()
+	ts := start(t, Options{}, core.Options{KeepOnDisconnect: true})
+	a := ts.dial(t)
+	a.Expect("name", "_", "cron-nightly", "ok")
+	expectGrant(t, a.Do("l", "job", "0 300"), "ok", "300")
+	remote := a.Conn.LocalAddr().String()
+	a.Conn.Close()
+	eventually(t, "a gone", func() bool { return ts.Connections() == 0 })
+	in, line := wireInspect(t, ts.dial(t), "job", "")
+	if len(in.Holders) != 1 || in.Holders[0].Name != "cron-nightly" || in.Holders[0].Remote != remote || in.Holders[0].ConnID != 1 {
+		t.Fatalf("kept lease = %s", line)
+	}
+}

@@ -98,12 +98,9 @@ type session struct {
 
 	peer   auth.Peer // filled in by open
 	authed bool
-	// ident is the authenticated identity ("" = none); stats read it
-	// from other goroutines.
-	ident atomic.Pointer[string]
-	// name is the name the connection gave itself with `name` ("" or
-	// nil = none); stats and inspect read it from other goroutines.
-	name atomic.Pointer[string]
+	// tag holds the authenticated identity and the connection's name,
+	// which stats and inspect read from other goroutines (inspect.go).
+	tag *connTag
 
 	// Pub/sub: created on the first listen.
 	push *pusher
@@ -128,8 +125,9 @@ type session struct {
 
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
 	sess := &session{srv: s, conn: c, id: id, ip: ip, transport: transportName, peerAuth: peerAuth, pi: pi}
-	sess.owner = core.NewOwnerWithTag(id, sess) // inspect shows the session's remote, identity and name
 	sess.remote = remoteName(c, pi.cred)
+	sess.tag = &connTag{remote: sess.remote}
+	sess.owner = core.NewOwnerWithTag(id, sess.tag) // inspect shows the remote, identity and name
 	sess.rd = connReader{conn: c, early: sess.readAfterDeadline}
 	sess.dec = protocol.NewDecoder(&sess.rd)
 	timeout := s.opts.ReadTimeout
@@ -157,13 +155,13 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 
 // identity returns the authenticated identity, "" if none.
 func (sess *session) identity() string {
-	if p := sess.ident.Load(); p != nil {
+	if p := sess.tag.ident.Load(); p != nil {
 		return *p
 	}
 	return ""
 }
 
-func (sess *session) setIdentity(name string) { sess.ident.Store(&name) }
+func (sess *session) setIdentity(name string) { sess.tag.ident.Store(&name) }
 
 // serve runs the session to its end and cleans up after it.
 func (sess *session) serve() {
