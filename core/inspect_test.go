@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"unsafe"
 )
 
 func TestInspectUnknownKey(t *testing.T) {
@@ -138,5 +139,16 @@ func TestInspectBoundedWithLongQueue(t *testing.T) {
 	allocs := testing.AllocsPerRun(10, func() { ki, _ = e.Inspect(KindLock, "k", 5) })
 	if len(ki.Waiters) != 5 || ki.WaitersTotal != 10000 || allocs > 3 {
 		t.Fatalf("listed %d of %d waiters with %v allocations", len(ki.Waiters), ki.WaitersTotal, allocs)
+	}
+}
+
+// Recording start times costs no size class: a lock with its holder is
+// still one 176-byte allocation, a waiter fits in 96 bytes.
+func TestInspectBookkeepingSizes(t *testing.T) {
+	if n := unsafe.Sizeof(lockResource{}); n != 176 {
+		t.Fatalf("lockResource is %d bytes; want 176", n)
+	}
+	if n := unsafe.Sizeof(waiter{}); n > 96 {
+		t.Fatalf("waiter is %d bytes; want at most 96", n)
 	}
 }
