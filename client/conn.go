@@ -66,6 +66,9 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 			return nil, err
 		}
 	}
+	if err := checkName(opts.Name); err != nil {
+		return nil, err
+	}
 	if d := opts.dialTimeout(); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
@@ -103,6 +106,12 @@ func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 			if errors.Is(err, ErrAuth) || errors.Is(err, ErrDraining) || errors.Is(err, ErrServer) {
 				return nil, err // the server answered
 			}
+			return nil, &DialError{Endpoint: name, Handshake: true, Timeout: opts.dialTimeout(), Err: err}
+		}
+	}
+	if opts.Name != "" {
+		if err := c.sendName(ctx, opts.Name); err != nil {
+			c.Close()
 			return nil, &DialError{Endpoint: name, Handshake: true, Timeout: opts.dialTimeout(), Err: err}
 		}
 	}

@@ -42,6 +42,10 @@ var (
 	// ErrServer: the server answered the plain "error" (wrong or expired
 	// token, bad argument, ...) or something this client did not expect.
 	ErrServer = errors.New("client: server error")
+	// ErrUnsupported: the server answered `error` to a dflockd extension
+	// request (inspect): it does not know it, as a 1.x server. It wraps
+	// ErrServer too.
+	ErrUnsupported = fmt.Errorf("%w: request not supported by the server (dflockd 1.x?)", ErrServer)
 )
 
 // Errors raised by the client itself.

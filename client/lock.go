@@ -75,6 +75,8 @@ type Lock struct {
 	TLSConfig *tls.Config
 	// AuthToken is sent in the auth handshake when non-empty.
 	AuthToken string
+	// Name names each connection the Lock dials; see Options.Name.
+	Name string
 	// Transport names the transport for bare server addresses; see
 	// Options.Transport.
 	Transport string
@@ -101,7 +103,7 @@ type Semaphore struct {
 	// of Key must pass the same limit (else ErrLimitMismatch).
 	Limit int
 	// AcquireTimeout, LeaseTTL, Servers, ShardFunc, RenewRatio,
-	// RenewJitter, TLSConfig, AuthToken, Transport, DialTimeout and
+	// RenewJitter, TLSConfig, AuthToken, Name, Transport, DialTimeout and
 	// OnRenewError are as for Lock.
 	AcquireTimeout time.Duration
 	LeaseTTL       int
@@ -111,6 +113,7 @@ type Semaphore struct {
 	RenewJitter    float64
 	TLSConfig      *tls.Config
 	AuthToken      string
+	Name           string
 	Transport      string
 	DialTimeout    time.Duration
 	OnRenewError   func(error)
@@ -180,7 +183,7 @@ func (l *Lock) Lost() <-chan struct{} { return l.h.lostChan() }
 
 func (l *Lock) config() (resourceConfig, error) {
 	return newResourceConfig(false, l.Key, 1, l.AcquireTimeout, l.LeaseTTL, l.Servers, l.ShardFunc,
-		l.RenewRatio, l.RenewJitter, Options{TLS: l.TLSConfig, AuthToken: l.AuthToken, Transport: l.Transport, DialTimeout: l.DialTimeout},
+		l.RenewRatio, l.RenewJitter, Options{TLS: l.TLSConfig, AuthToken: l.AuthToken, Name: l.Name, Transport: l.Transport, DialTimeout: l.DialTimeout},
 		l.OnRenewError)
 }
 
@@ -224,7 +227,7 @@ func (s *Semaphore) config() (resourceConfig, error) {
 		return resourceConfig{}, err
 	}
 	return newResourceConfig(true, s.Key, s.Limit, s.AcquireTimeout, s.LeaseTTL, s.Servers, s.ShardFunc,
-		s.RenewRatio, s.RenewJitter, Options{TLS: s.TLSConfig, AuthToken: s.AuthToken, Transport: s.Transport, DialTimeout: s.DialTimeout},
+		s.RenewRatio, s.RenewJitter, Options{TLS: s.TLSConfig, AuthToken: s.AuthToken, Name: s.Name, Transport: s.Transport, DialTimeout: s.DialTimeout},
 		s.OnRenewError)
 }
 

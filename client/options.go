@@ -37,6 +37,14 @@ type Options struct {
 	// after connecting. It must not contain CR or LF. Send it only over
 	// TLS, QUIC or a Unix socket.
 	AuthToken string
+	// Name, when non-empty, names the connection (the dflockd name
+	// extension): it is sent right after the auth handshake, and the
+	// server shows it in stats, inspect and its logs, so an operator sees
+	// "backup-job-7" rather than an ephemeral port. 1 to 64 bytes of
+	// printable ASCII without leading or trailing space (else Dial fails
+	// with ErrInvalid). A server that does not know the extension (1.x)
+	// answers `error`, which Dial ignores: the connection is used unnamed.
+	Name string
 	// DialTimeout bounds connecting, including the TLS and auth
 	// handshakes (0 = DefaultDialTimeout, 10s; negative = only the
 	// context bounds it).

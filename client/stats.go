@@ -88,4 +88,7 @@ type ClientStat struct {
 	Transport string `json:"transport"`
 	Remote    string `json:"remote"`
 	Identity  string `json:"identity"`
+	// Name is the name the connection gave itself (Options.Name), ""
+	// if none.
+	Name string `json:"name"`
 }

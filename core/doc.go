@@ -52,6 +52,9 @@
 //     earliest end sooner moves that entry.
 //   - Sweep, CollectIdle and Stats iterate the maps with Range (lock-free)
 //     and take each resource.mu in turn.
+//   - Inspect looks one key up (lock-free Load) and holds its
+//     resource.mu while it copies the holders and the head of the queue
+//     (at most its max of each); it changes nothing.
 //   - CollectIdle deletes inside a bucket-level Compute and only takes
 //     resource.mu there with TryLock, so no callback ever blocks.
 //

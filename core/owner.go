@@ -9,6 +9,7 @@ package core
 // only change the atomic state of the owner's waiters.
 type Owner struct {
 	id      uint64
+	tag     any // set at creation, never changed: Inspect reads it from any goroutine
 	records map[recKey]*waiter
 	held    heldSet // slots this owner took itself; may be stale
 }
@@ -23,6 +24,18 @@ type recKey struct {
 func NewOwner(id uint64) *Owner {
 	return &Owner{id: id}
 }
+
+// NewOwnerWithTag returns an Owner with the given id and an opaque tag
+// that Inspect reports beside each holder and waiter of this owner (the
+// server passes its session, to show the remote, identity and name). The
+// tag never changes; anything in it that does must be safe to read from
+// other goroutines.
+func NewOwnerWithTag(id uint64, tag any) *Owner {
+	return &Owner{id: id, tag: tag}
+}
+
+// Tag returns the tag given to NewOwnerWithTag, or nil.
+func (o *Owner) Tag() any { return o.tag }
 
 // ID returns the owner's id.
 func (o *Owner) ID() uint64 { return o.id }

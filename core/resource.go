@@ -46,6 +46,7 @@ type waiter struct {
 	ch      chan struct{} // 1 slot; the granter sends exactly once
 	token   Token         // set when granted
 	expires int64         // set when granted (engine nanos)
+	since   int64         // when it joined the queue (engine nanos; Inspect)
 }
 
 // holder is one granted slot.
@@ -53,6 +54,7 @@ type holder struct {
 	token   Token
 	owner   *Owner
 	expires int64   // engine nanos
+	since   int64   // when the slot was granted (engine nanos; Inspect)
 	rec     *waiter // two-phase record still pointing at this slot, or nil
 }
 

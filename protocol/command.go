@@ -3,7 +3,8 @@ package protocol
 import "strconv"
 
 // Command is a request verb. The zero value, CmdUnknown, stands for any
-// first line that is not one of the sixteen 1.x verbs.
+// first line that is not one of the sixteen 1.x verbs or the dflockd
+// extensions (inspect, name).
 type Command uint8
 
 // The request verbs of dflockd 1.x. The comment after each constant is its
@@ -26,10 +27,16 @@ const (
 	CmdSignal                    // "signal"
 	CmdPing                      // "ping"
 	CmdStats                     // "stats"
+
+	// dflockd extensions: a 1.x server answers them `error` (unknown
+	// command), which is how a client tells the two apart.
+
+	CmdInspect // "inspect"
+	CmdName    // "name"
 )
 
 // numCommands is the number of defined Command values, CmdUnknown included.
-const numCommands = int(CmdStats) + 1
+const numCommands = int(CmdName) + 1
 
 var commandVerbs = [numCommands]string{
 	CmdUnknown:    "unknown",
@@ -49,6 +56,8 @@ var commandVerbs = [numCommands]string{
 	CmdSignal:     "signal",
 	CmdPing:       "ping",
 	CmdStats:      "stats",
+	CmdInspect:    "inspect",
+	CmdName:       "name",
 }
 
 // String returns the wire verb of c ("l", "sl", "listen", ...). CmdUnknown
@@ -98,15 +107,20 @@ func ParseCommand(b []byte) Command {
 		return CmdPing
 	case "stats":
 		return CmdStats
+	case "inspect":
+		return CmdInspect
+	case "name":
+		return CmdName
 	}
 	return CmdUnknown
 }
 
 // hasKey reports whether the key line of c is a key, pattern or channel that
-// must be validated and returned (all verbs except auth, ping and stats).
+// must be validated and returned (all verbs except auth, ping, stats and
+// name).
 func (c Command) hasKey() bool {
 	switch c {
-	case CmdUnknown, CmdAuth, CmdPing, CmdStats:
+	case CmdUnknown, CmdAuth, CmdPing, CmdStats, CmdName:
 		return false
 	}
 	return int(c) < numCommands

@@ -202,6 +202,21 @@ func requestCases() []reqCase {
 		{"ping: arg still capped at 256", "ping\n_\n" + rep("x", 257) + "\n", view{Cmd: CmdPing}, ErrLineTooLong},
 		{"stats: key and arg ignored", "stats\n a b \n1 2 3\n", view{Cmd: CmdStats}, nil},
 
+		// --- inspect, name (dflockd extensions) ---
+		{"inspect: empty arg is the lock namespace", "inspect\njob\n\n", view{Cmd: CmdInspect, Key: "job"}, nil},
+		{"inspect: lock", "inspect\njob\n lock \n", view{Cmd: CmdInspect, Key: "job"}, nil},
+		{"inspect: sem", "inspect\npool\nsem\n", view{Cmd: CmdInspect, Key: "pool", Sem: true}, nil},
+		{"inspect: other word -> 8", "inspect\npool\nsemaphore\n", view{Cmd: CmdInspect}, ErrArgCount},
+		{"inspect: two words -> 8", "inspect\npool\nsem lock\n", view{Cmd: CmdInspect}, ErrArgCount},
+		{"inspect: key validated -> 5", "inspect\na b\n\n", view{Cmd: CmdInspect}, ErrBadKey},
+		{"name: plain", "name\n_\nbackup-job-7\n", view{Cmd: CmdName, Name: "backup-job-7"}, nil},
+		{"name: trimmed, inner spaces kept, key ignored", "name\n a b \n  backup job 7 \t\n", view{Cmd: CmdName, Name: "backup job 7"}, nil},
+		{"name: 64 bytes", "name\n_\n" + rep("n", 64) + "\n", view{Cmd: CmdName, Name: rep("n", 64)}, nil},
+		{"name: 65 bytes -> 14", "name\n_\n" + rep("n", 65) + "\n", view{Cmd: CmdName}, ErrBadName},
+		{"name: empty -> 14", "name\n_\n \n", view{Cmd: CmdName}, ErrBadName},
+		{"name: not ASCII -> 14", "name\n_\njob-\u00e9\n", view{Cmd: CmdName}, ErrBadName},
+		{"name: control byte -> 14", "name\n_\na\x01b\n", view{Cmd: CmdName}, ErrBadName},
+
 		// --- unknown commands ---
 		{"unknown: verb -> 3", "frob\nx\ny\n", view{}, ErrUnknownCommand},
 		{"unknown: case-sensitive -> 3", "L\nk\n5\n", view{}, ErrUnknownCommand},
@@ -678,6 +693,7 @@ func TestParseCommand(t *testing.T) {
 		CmdAuth: "auth", CmdLock: "l", CmdRelease: "r", CmdRenew: "n", CmdEnqueue: "e", CmdWait: "w",
 		CmdSemLock: "sl", CmdSemRelease: "sr", CmdSemRenew: "sn", CmdSemEnqueue: "se", CmdSemWait: "sw",
 		CmdListen: "listen", CmdUnlisten: "unlisten", CmdSignal: "signal", CmdPing: "ping", CmdStats: "stats",
+		CmdInspect: "inspect", CmdName: "name",
 	}
 	if len(want) != numCommands-1 {
 		t.Fatalf("table covers %d verbs, have %d", len(want), numCommands-1)
@@ -716,6 +732,8 @@ func TestRoundTrip(t *testing.T) {
 		{CmdSignal, "jobs.new", " hello world ", view{Cmd: CmdSignal, Key: "jobs.new", Payload: " hello world "}},
 		{CmdPing, "_", "", view{Cmd: CmdPing}},
 		{CmdStats, "_", "", view{Cmd: CmdStats}},
+		{CmdInspect, "pool", "sem", view{Cmd: CmdInspect, Key: "pool", Sem: true}},
+		{CmdName, "_", "backup-job-7", view{Cmd: CmdName, Name: "backup-job-7"}},
 	}
 	var buf []byte
 	for _, tt := range tests {

@@ -47,6 +47,13 @@
 //	                                                 not blank, at most MaxPayload(len(channel))
 //	ping      ignored   ignored
 //	stats     ignored   ignored
+//	inspect   key       [lock|sem]                   extension; trimmed arg, empty = lock;
+//	                                                 another word: ErrArgCount
+//	name      ignored   <name>                       extension; trimmed, 1..MaxName printable
+//	                                                 ASCII bytes, else ErrBadName
+//
+// The two extensions are dflockd additions: a 1.x server answers them
+// "error" (unknown command), which is how a client tells the two apart.
 //
 // Parse errors other than ErrLineTooLong leave the connection usable; on the
 // wire every one of them is answered with the single word "error".
@@ -73,6 +80,8 @@
 //	                                   (each receiver gets: sig jobs.new hello world\n)
 //	ping\n_\n\n                        ok\n
 //	stats\n_\n\n                       ok {"connections":1,"locks":[],...}\n
+//	inspect\njob\n\n                   ok {"kind":"lock","limit":1,"holders":[...],...}\n
+//	name\n_\nbackup-job-7\n            ok\n
 //	frob\nx\ny\n                       error\n   (ErrUnknownCommand; connection stays open)
 //
 // # Use

@@ -7,7 +7,7 @@ import "errors"
 // answered with the single status word "error". Compare with errors.Is
 // against the sentinels below.
 type Error struct {
-	Code int    // internal code, 3..13
+	Code int    // internal code, 3..14
 	Msg  string // human-readable text, "protocol: ..."
 }
 
@@ -46,6 +46,10 @@ var (
 	ErrLineTooLong = &Error{Code: 12, Msg: "protocol: line too long"}
 	// ErrBadLimit reports a semaphore limit below 1 (code 13).
 	ErrBadLimit = &Error{Code: 13, Msg: "protocol: bad limit"}
+	// ErrBadName reports a connection name (the name extension) that is
+	// empty, longer than MaxName bytes, or not printable ASCII (code 14,
+	// a dflockd addition).
+	ErrBadName = &Error{Code: 14, Msg: "protocol: bad name"}
 )
 
 // ErrBadResponse is wrapped by ParseResponse errors: the line is not a

@@ -132,6 +132,19 @@ func refParse(v *view, c, key, arg string) (err error) {
 		return nil
 	case "ping", "stats":
 		return nil
+	case "name":
+		n := strings.TrimSpace(arg)
+		if n == "" || len(n) > 64 {
+			return ErrBadName
+		}
+		for i := 0; i < len(n); i++ {
+			if n[i] < ' ' || n[i] > '~' {
+				return ErrBadName
+			}
+		}
+		v.Name = n
+		return nil
+	case "inspect":
 	case "l", "r", "n", "e", "w", "sl", "sr", "sn", "se", "sw", "listen", "unlisten", "signal":
 	default:
 		return ErrUnknownCommand
@@ -199,6 +212,14 @@ func refParse(v *view, c, key, arg string) (err error) {
 		v.Timeout, err = refTimeout(a)
 	case "listen", "unlisten":
 		v.Group = strings.TrimSpace(arg)
+	case "inspect":
+		switch strings.TrimSpace(arg) {
+		case "", "lock":
+		case "sem":
+			v.Sem = true
+		default:
+			return ErrArgCount
+		}
 	case "signal":
 		if strings.ContainsAny(key, "*>") {
 			return ErrBadKey
@@ -284,6 +305,10 @@ func checkInvariants(t *testing.T, req *Request, err error) {
 		if len(req.Token) == 0 || len(trimSpace(req.Token)) != len(req.Token) {
 			t.Fatalf("token %q accepted", req.Token)
 		}
+	case CmdName:
+		if !ValidName(req.Name) {
+			t.Fatalf("name %q accepted", req.Name)
+		}
 	case CmdSignal:
 		if !literalChannel(req.Key) || len(trimSpace(req.Payload)) == 0 || len(req.Payload) > MaxPayload(len(req.Key)) {
 			t.Fatalf("signal %q %q accepted", req.Key, req.Payload)
@@ -325,6 +350,9 @@ func fuzzSeeds() []string {
 		"l\n" + rep("k", 256) + "\n5\n", "l\n" + rep("k", 257) + "\n5\nping\n_\n\n",
 		"l\n" + rep("k", 255) + "\r\n5\n", "l\n" + rep("k", 256) + "\r\n5\n",
 		rep("x", 300) + "\nl\nk\n5\n",
+		"inspect\njob\n\n", "inspect\njob\nsem\n", "inspect\njob\n lock \n", "inspect\njob\nsemaphore\n",
+		"inspect\n\n\n", "name\n_\nbackup-job-7\n", "name\n_\n  a b  \n", "name\n_\n\n",
+		"name\n\n\xff\n", "name\n_\n" + rep("n", 65) + "\n",
 	}
 	// Pipelined mixes.
 	seeds = append(seeds, strings.Join(seeds[10:30], ""), toCRLF(strings.Join(seeds[30:50], "")))

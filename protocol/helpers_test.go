@@ -36,6 +36,8 @@ type view struct {
 	Token   string
 	Group   string
 	Payload string
+	Name    string
+	Sem     bool
 }
 
 func viewOf(r *Request) view {
@@ -49,6 +51,8 @@ func viewOf(r *Request) view {
 		Token:   string(r.Token),
 		Group:   string(r.Group),
 		Payload: string(r.Payload),
+		Name:    string(r.Name),
+		Sem:     r.Sem,
 	}
 }
 

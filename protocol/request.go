@@ -27,6 +27,26 @@ type Request struct {
 	Token   []byte        // r, sr, n, sn: the lease token; auth: the trimmed credential (may be empty)
 	Group   []byte        // listen, unlisten: trimmed queue-group name; empty = no group
 	Payload []byte        // signal: the arg line verbatim (not trimmed), never blank
+	Name    []byte        // name: the trimmed connection name, 1..MaxName printable ASCII bytes
+	Sem     bool          // inspect: the semaphore namespace (arg "sem"); false = locks
+}
+
+// MaxName is the longest connection name (the name extension), in bytes.
+const MaxName = 64
+
+// ValidName reports whether name is a valid connection name: 1 to MaxName
+// bytes of printable ASCII (space to '~'), without leading or trailing
+// space. The decoder trims the arg line before checking it.
+func ValidName(name []byte) bool {
+	if len(name) == 0 || len(name) > MaxName || name[0] == ' ' || name[len(name)-1] == ' ' {
+		return false
+	}
+	for _, c := range name {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // AppendRequest appends the three request lines "<verb>\n<key>\n<arg>\n" to
@@ -129,6 +149,20 @@ func parseArgs(req *Request, key, arg []byte) error {
 		req.Payload = arg
 	case CmdAuth:
 		req.Token = trimSpace(arg)
+	case CmdInspect: // [lock|sem]
+		switch a := trimSpace(arg); string(a) {
+		case "", "lock":
+		case "sem":
+			req.Sem = true
+		default:
+			return ErrArgCount
+		}
+	case CmdName: // <name>; the key line is ignored
+		n := trimSpace(arg)
+		if !ValidName(n) {
+			return ErrBadName
+		}
+		req.Name = n
 	case CmdPing, CmdStats:
 		// key and arg are ignored
 	default:

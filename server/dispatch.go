@@ -96,6 +96,10 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		sess.unlisten(req)
 	case protocol.CmdSignal:
 		sess.signal(req)
+	case protocol.CmdInspect:
+		sess.inspect(req) // inspect.go
+	case protocol.CmdName:
+		sess.setName(req)
 	default:
 		sess.reply(protocol.StatusError)
 	}

@@ -281,6 +281,7 @@ type clientStat struct {
 	Transport string `json:"transport"`
 	Remote    string `json:"remote"`
 	Identity  string `json:"identity"`
+	Name      string `json:"name"` // set by the name extension, "" = none
 }
 
 // clients lists at most limit open sessions (limit < 0: all), an
@@ -307,6 +308,7 @@ func (s *Server) clients(dst []clientStat, limit int) (out []clientStat, total i
 			Transport: sess.transport,
 			Remote:    sess.remote,
 			Identity:  sess.identity(),
+			Name:      sess.connName(),
 		})
 	}
 	s.mu.Unlock()

@@ -98,9 +98,9 @@ type session struct {
 
 	peer   auth.Peer // filled in by open
 	authed bool
-	// ident is the authenticated identity ("" = none); stats read it
-	// from other goroutines.
-	ident atomic.Pointer[string]
+	// tag holds the authenticated identity and the connection's name,
+	// which stats and inspect read from other goroutines (inspect.go).
+	tag *connTag
 
 	// Pub/sub: created on the first listen.
 	push *pusher
@@ -124,8 +124,10 @@ type session struct {
 }
 
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
-	sess := &session{srv: s, conn: c, id: id, ip: ip, owner: core.NewOwner(id), transport: transportName, peerAuth: peerAuth, pi: pi}
+	sess := &session{srv: s, conn: c, id: id, ip: ip, transport: transportName, peerAuth: peerAuth, pi: pi}
 	sess.remote = remoteName(c, pi.cred)
+	sess.tag = &connTag{remote: sess.remote}
+	sess.owner = core.NewOwnerWithTag(id, sess.tag) // inspect shows the remote, identity and name
 	sess.rd = connReader{conn: c, early: sess.readAfterDeadline}
 	sess.dec = protocol.NewDecoder(&sess.rd)
 	timeout := s.opts.ReadTimeout
@@ -153,13 +155,13 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 
 // identity returns the authenticated identity, "" if none.
 func (sess *session) identity() string {
-	if p := sess.ident.Load(); p != nil {
+	if p := sess.tag.ident.Load(); p != nil {
 		return *p
 	}
 	return ""
 }
 
-func (sess *session) setIdentity(name string) { sess.ident.Store(&name) }
+func (sess *session) setIdentity(name string) { sess.tag.ident.Store(&name) }
 
 // serve runs the session to its end and cleans up after it.
 func (sess *session) serve() {
@@ -184,7 +186,7 @@ func (sess *session) serve() {
 	sess.conn.Close()
 	s.forget(sess)
 	s.log.Debug("connection closed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
-		"reason", reason.String(), "identity", sess.identity())
+		"reason", reason.String(), "identity", sess.identity(), "name", sess.connName())
 }
 
 // handshaker is implemented by connections with a handshake of their own

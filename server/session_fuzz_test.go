@@ -214,8 +214,10 @@ func (e expected) check(line string) string {
 			s == protocol.StatusErrLeaseExpired)
 	case protocol.CmdSignal:
 		ok = s == protocol.StatusOK && resp.HasN && resp.N >= 0
-	case protocol.CmdStats:
+	case protocol.CmdStats, protocol.CmdInspect:
 		ok = s == protocol.StatusOK && resp.Body != nil && len(resp.Body) > 0 && resp.Body[0] == '{'
+	case protocol.CmdName:
+		ok = s == protocol.StatusOK && bare
 	case protocol.CmdAuth:
 		ok = false // no token configured: only "error"
 	}
@@ -246,6 +248,7 @@ func sessionSeeds() []string {
 		"l\n" + string(bytes.Repeat([]byte("k"), 257)) + "\n0\nping\n_\n\n",
 		"signal\nc\n" + string(bytes.Repeat([]byte("p"), 70000)) + "\n",
 		"l\r\nk\r\n0\r\nstats\r\n_\r\n\r\n", "l\nk\n", "l\nk\n0",
+		"name\n_\nworker 7\nl\nk\n0\ninspect\nk\n\ninspect\nk\nsem\nname\n_\n\xff\n",
 		"l\x00\nk\n0\n", "l\nk\x00\n0\n", "l\n\xff\xfe\n0\nr\n\xff\xfe\n\xc3\x28\n",
 	}
 	for _, row := range badInputRows {

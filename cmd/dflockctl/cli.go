@@ -33,6 +33,7 @@ type CLI struct {
 	TLSCA         string   `name:"tls-ca" envvar:"DFLOCKD_TLS_CA" placeholder:"FILE" help:"PEM CA certificates to verify the server with (default: the system roots). Implies TLS for host:port addresses."`
 	TLSCert       string   `name:"tls-cert" envvar:"DFLOCKD_CLIENT_CERT" placeholder:"FILE" help:"PEM client certificate, for servers that require mutual TLS (with --tls-key)."`
 	TLSKey        string   `name:"tls-key" envvar:"DFLOCKD_CLIENT_KEY" placeholder:"FILE" help:"PEM private key of --tls-cert."`
+	Name          string   `name:"name" envvar:"DFLOCKCTL_NAME" placeholder:"NAME" help:"Name this connection (1-64 printable ASCII bytes), shown by the server in inspect, stats and its logs, e.g. backup-job-7. Servers that do not support names (1.x) ignore it."`
 	TLSServerName string   `name:"tls-server-name" envvar:"DFLOCKD_TLS_SERVER_NAME" placeholder:"NAME" help:"Name to verify the server certificate against (default: the host of the address)."`
 
 	DialTimeout    duration         `name:"dial-timeout" default:"5s" placeholder:"DURATION" help:"How long connecting may take, TLS and auth handshakes included (default 5s; 0 = no limit)."`
@@ -44,6 +45,7 @@ type CLI struct {
 	Signal    SignalCmd    `cmd:"" help:"Send a signal and print how many listeners received it."`
 	Listen    ListenCmd    `cmd:"" help:"Print signals matching a pattern, one \"channel payload\" line each, until interrupted."`
 	Stats     StatsCmd     `cmd:"" help:"Show the server's locks, semaphores, idle keys, signal channels and clients."`
+	Inspect   InspectCmd   `cmd:"" help:"Show who holds a lock or semaphore key and who waits for it, in queue order."`
 
 	Completion completion.Cmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 
@@ -262,10 +264,16 @@ func (c *CLI) validate() error {
 		}
 	}
 	switch c.command {
-	case "signal", "listen", "stats":
+	case "signal", "listen", "stats", "inspect":
 		if len(c.Server) > 1 {
 			return usagef("%s talks to one server; --server lists %d", c.command, len(c.Server))
 		}
+	}
+	if c.Name != "" && !protocol.ValidName([]byte(c.Name)) {
+		return usagef("--name %q: want 1 to %d bytes of printable ASCII, without leading or trailing space", c.Name, protocol.MaxName)
+	}
+	if c.command == "inspect" && !protocol.ValidKey(c.Inspect.Key) {
+		return usagef("inspect: bad key %q: want 1 to %d bytes without whitespace", c.Inspect.Key, protocol.MaxLine)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usagef("--tls-cert and --tls-key must be given together")
@@ -341,7 +349,7 @@ func (c *CLI) transportOf(addr string) string {
 // clientOptions builds the connection options: transport, TLS and auth
 // token. File errors are usage errors.
 func (c *CLI) clientOptions() (client.Options, error) {
-	opts := client.Options{Transport: c.Transport, DialTimeout: time.Duration(c.DialTimeout)}
+	opts := client.Options{Transport: c.Transport, Name: c.Name, DialTimeout: time.Duration(c.DialTimeout)}
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = -1 // no limit, rather than the client's default
 	}

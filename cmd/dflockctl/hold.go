@@ -86,13 +86,13 @@ func hold(ctx context.Context, spec holdSpec, servers []string, opts client.Opti
 	if spec.kind == "semaphore" {
 		h = &client.Semaphore{
 			Key: spec.key, Limit: spec.limit, AcquireTimeout: timeout, LeaseTTL: ttl, Servers: servers,
-			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Transport: opts.Transport,
+			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Name: opts.Name, Transport: opts.Transport,
 			DialTimeout: opts.DialTimeout, OnRenewError: onLost,
 		}
 	} else {
 		h = &client.Lock{
 			Key: spec.key, AcquireTimeout: timeout, LeaseTTL: ttl, Servers: servers,
-			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Transport: opts.Transport,
+			TLSConfig: opts.TLS, AuthToken: opts.AuthToken, Name: opts.Name, Transport: opts.Transport,
 			DialTimeout: opts.DialTimeout, OnRenewError: onLost,
 		}
 	}

@@ -128,7 +128,7 @@ func TestStats(t *testing.T) {
 		`(?m)^Semaphores \(1\)\n +KEY +LIMIT +HOLDERS +WAITERS\n +stats-sem +3 +1 +0$`,
 		`(?m)^Idle keys \(0\)\n +\(none\)$`,
 		`(?m)^Signal channels \(1\)\n +PATTERN +GROUP +LISTENERS\n +stats\.\* +grp +1$`,
-		`(?m)^Clients \(3\)\n +ID +TRANSPORT +REMOTE +IDENTITY\n +\d+ +tcp +127\.0\.0\.1:\d+ +-$`,
+		`(?m)^Clients \(3\)\n +ID +TRANSPORT +REMOTE +IDENTITY +NAME\n +\d+ +tcp +127\.0\.0\.1:\d+ +- +-$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("table does not match %s:\n%s", re, out)

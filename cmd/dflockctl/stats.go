@@ -84,9 +84,9 @@ func writeStats(w io.Writer, st *client.Stats) {
 			fmt.Fprintf(tw, "  %s\t%s\t%d\n", c.Pattern, dash(c.Group), c.Listeners)
 		}
 	})
-	section(w, "Clients", len(st.Clients), tot.Clients, "ID\tTRANSPORT\tREMOTE\tIDENTITY", func(tw io.Writer) {
+	section(w, "Clients", len(st.Clients), tot.Clients, "ID\tTRANSPORT\tREMOTE\tIDENTITY\tNAME", func(tw io.Writer) {
 		for _, c := range st.Clients {
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", c.ID, dash(c.Transport), dash(c.Remote), dash(c.Identity))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\n", c.ID, dash(c.Transport), dash(c.Remote), dash(c.Identity), dash(c.Name))
 		}
 	})
 }
