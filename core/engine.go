@@ -200,7 +200,7 @@ func (e *Engine) grant(r *resource, now int64) {
 		}
 		w.token = e.fence.newToken()
 		w.expires = leaseEnd(now, w.ttl)
-		h := holder{token: w.token, owner: w.owner, expires: w.expires}
+		h := holder{token: w.token, owner: w.owner, expires: w.expires, since: now}
 		if w.twoPhase {
 			h.rec = w
 		}

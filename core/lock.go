@@ -83,7 +83,7 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 	if len(r.holders) < r.limit && r.queue.live == 0 {
 		tok := e.fence.newToken()
 		exp := leaseEnd(now, opt.TTL)
-		h := holder{token: tok, owner: o, expires: exp}
+		h := holder{token: tok, owner: o, expires: exp, since: now}
 		var rec *waiter
 		if twoPhase {
 			rec = &waiter{r: r, owner: o, ttl: opt.TTL, twoPhase: true, token: tok, expires: exp}
