@@ -44,6 +44,7 @@ type CLI struct {
 	Signal    SignalCmd    `cmd:"" help:"Send a signal and print how many listeners received it."`
 	Listen    ListenCmd    `cmd:"" help:"Print signals matching a pattern, one \"channel payload\" line each, until interrupted."`
 	Stats     StatsCmd     `cmd:"" help:"Show the server's locks, semaphores, idle keys, signal channels and clients."`
+	Top       TopCmd       `cmd:"" help:"Live view of the server: connections, ops/s, held, waiting, longest queues, oldest holders."`
 
 	Completion completion.Cmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 
@@ -262,7 +263,7 @@ func (c *CLI) validate() error {
 		}
 	}
 	switch c.command {
-	case "signal", "listen", "stats":
+	case "signal", "listen", "stats", "top":
 		if len(c.Server) > 1 {
 			return usagef("%s talks to one server; --server lists %d", c.command, len(c.Server))
 		}

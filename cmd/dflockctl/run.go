@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cli.Listen.run(ctx, srv, stdout, stderr)
 	case "stats":
 		err = cli.Stats.run(ctx, srv, stdout)
+	case "top":
+		err = cli.Top.run(ctx, srv, stdin, stdout)
 	default:
 		err = fmt.Errorf("unknown command %q", cli.command)
 	}
