@@ -104,13 +104,18 @@ func (c *TopCmd) run(ctx context.Context, srv target, stdin io.Reader, stdout io
 		return err
 	}
 	defer conn.Close()
+	first := true
 	sample := func() (*topSample, error) {
 		rctx, cancel := srv.request(ctx, "stats")
 		defer cancel()
 		raw, err := conn.StatsRaw(rctx)
-		if err != nil {
-			return nil, srv.failed("stats", err)
+		switch {
+		case err != nil && first:
+			return nil, srv.failed("stats", err) // with the TLS-only hint
+		case err != nil:
+			return nil, fmt.Errorf("lost the server at %s: %w", srv.endpoint, err)
 		}
+		first = false
 		s := &topSample{At: clk.now(), Raw: bytes.Clone(raw)}
 		if err := json.Unmarshal(raw, &s.Stats); err != nil {
 			return nil, fmt.Errorf("decode stats: %w", err)
@@ -408,11 +413,11 @@ func renderScreen(v topView, addr, note string, keys, width, height int) []strin
 			v.Held, v.Waiting, nOfM(v.Locks, v.LocksTotal), nOfM(v.Semaphores, v.SemaphoresTotal), partial(v)),
 	}
 	lines = append(lines, "", fmt.Sprintf("LONGEST QUEUES (%s)", nOfM(nq, len(v.Queues))))
-	lines = append(lines, table("  WAITERS\tHOLDERS\tLIMIT\tHELD\tKEY", v.Queues[:nq], func(r keyRow) string {
+	lines = append(lines, table("  WAITERS\tHOLDERS\tLIMIT\tHELD\tKEY", v.Queues, nq, func(r keyRow) string {
 		return fmt.Sprintf("  %d\t%d\t%d\t%s\t%s", r.Waiters, r.Holders, r.Limit, seconds(r.HeldS), clean(r.Key))
 	})...)
 	lines = append(lines, "", fmt.Sprintf("OLDEST HOLDERS (%s)", nOfM(nh, len(v.Holders))))
-	lines = append(lines, table("  HELD\tLEASE LEFT\tOWNER\tHOLDERS\tWAITERS\tKEY", v.Holders[:nh], func(r keyRow) string {
+	lines = append(lines, table("  HELD\tLEASE LEFT\tOWNER\tHOLDERS\tWAITERS\tKEY", v.Holders, nh, func(r keyRow) string {
 		lease, owner := "-", "-"
 		if r.Limit == 1 {
 			lease, owner = seconds(r.LeaseS), strconv.FormatUint(r.Owner, 10)
@@ -442,15 +447,19 @@ func fitRows(q, h, room int) (nq, nh int) {
 	return nq, min(h, room-nq)
 }
 
-// table aligns a header and one row per entry of rows.
-func table(header string, rows []keyRow, row func(keyRow) string) []string {
-	if len(rows) == 0 {
+// table aligns a header and a row for each of the first n entries of
+// rows; "(none)" when rows is empty, nothing when n is 0 (no room).
+func table(header string, rows []keyRow, n int, row func(keyRow) string) []string {
+	switch {
+	case len(rows) == 0:
 		return []string{"  (none)"}
+	case n == 0:
+		return nil
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
-	for _, r := range rows {
+	for _, r := range rows[:n] {
 		fmt.Fprintln(tw, row(r))
 	}
 	tw.Flush()

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -324,5 +325,43 @@ func TestTopUsage(t *testing.T) {
 		if p := runCLI(t, nil, args...); p.code != exitUsage {
 			t.Errorf("%q: exit %d; want %d (stderr %q)", args, p.code, exitUsage, p.stderr.String())
 		}
+	}
+}
+
+// TestTopLineLoopEnds: the line loop ends quietly when its context ends
+// (SIGINT, SIGTERM) and with the error of a failed sample.
+func TestTopLineLoopEnds(t *testing.T) {
+	t.Parallel()
+	fake, tick := fakeTicker()
+	c := &TopCmd{Interval: 1, Keys: 1}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out testutil.SyncBuffer
+	n := 0
+	boom := errors.New("boom")
+	sample := func() (*topSample, error) {
+		n++
+		if n == 3 {
+			return nil, boom
+		}
+		return sampleAt(n, client.Stats{Requests: uint64(n)}), nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.lineLoop(ctx, fake, sample, &out) }()
+	tick <- time.Time{}
+	tick <- time.Time{}
+	if err := <-done; !errors.Is(err, boom) {
+		t.Fatalf("lineLoop = %v; want the sample's error", err)
+	}
+	if got := strings.Count(out.String(), "\n"); got != 2 {
+		t.Fatalf("%d lines before the error; want 2:\n%s", got, out.String())
+	}
+
+	n = 0
+	go func() { done <- c.lineLoop(ctx, fake, sample, &out) }()
+	tick <- time.Time{}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("lineLoop after cancel = %v; want nil", err)
 	}
 }
