@@ -29,10 +29,11 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 10 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
-		string(raw["truncated"]) != "false" {
-		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, totals "+
-			"and truncated false: %s", len(raw), line)
+	if len(raw) != 12 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
+		string(raw["truncated"]) != "false" || string(raw["requests"]) != "2" ||
+		string(raw["connections_by_transport"]) != `{"tcp":1}` {
+		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, requests 2, "+
+			"connections_by_transport, totals and truncated false: %s", len(raw), line)
 	}
 	const zeroTotals = `{"locks":0,"semaphores":0,"idle_locks":0,"idle_semaphores":0,"signal_channels":0,"clients":1}`
 	if string(raw["totals"]) != zeroTotals {
