@@ -260,7 +260,8 @@ const statsKeep = 4 << 20
 // plus the entries listed, however many subscriptions and connections
 // there are. No lock that other requests need is held across the walk:
 // each key and each channel is read under its own lock, and the server's
-// mutex only while the listed clients are copied.
+// mutex only while the listed clients are copied and, separately, while
+// the sessions' request counters are summed (one load each).
 //
 // Answers are built one at a time server-wide (statsMu), in scratch kept
 // by the server, and land in a recycled output buffer (bigOut): however
