@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -218,22 +219,20 @@ func (c *TopCmd) screenLoop(ctx context.Context, clk *topClock, sample func() (*
 	}
 	defer func() { _, _ = io.WriteString(out, escLeaveScreen) }()
 
+	resized := make(chan os.Signal, 1)
+	if len(resizeSignals) > 0 {
+		signal.Notify(resized, resizeSignals...)
+		defer signal.Stop(resized)
+	}
 	note := fmt.Sprintf("   every %s   q quits", c.Interval)
-	tick, stop := clk.tick(c.Interval.Duration())
-	defer stop()
-	var prev *topSample
-	for n := 1; ; n++ {
-		cur, err := sample()
-		if err != nil {
-			return err
-		}
+	draw := func(v topView) error {
 		w, h, err := term.GetSize(int(out.Fd()))
 		if err != nil {
 			w, h = 80, 24
 		}
 		var b strings.Builder
 		b.WriteString(escHome)
-		for i, l := range renderScreen(summarize(prev, cur), addr, note, 0, w, h) {
+		for i, l := range renderScreen(v, addr, note, 0, w, h) {
 			if i > 0 {
 				b.WriteString("\r\n") // raw mode: no newline translation
 			}
@@ -244,17 +243,39 @@ func (c *TopCmd) screenLoop(ctx context.Context, clk *topClock, sample func() (*
 		if _, err := io.WriteString(out, b.String()); err != nil {
 			return fmt.Errorf("write output: %w", err)
 		}
+		return nil
+	}
+	tick, stop := clk.tick(c.Interval.Duration())
+	defer stop()
+	var prev *topSample
+	for n := 1; ; n++ {
+		cur, err := sample()
+		if err != nil {
+			return err
+		}
+		v := summarize(prev, cur)
+		if err := draw(v); err != nil {
+			return err
+		}
 		if n == c.Count {
 			return nil
 		}
 		prev = cur
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick:
-		case k, ok := <-keys:
-			if !ok || k == 'q' || k == 'Q' || k == 0x03 || k == 0x04 { // q, Ctrl-C, Ctrl-D, end of input
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-tick:
+				waiting = false
+			case <-resized: // the same view at the new size
+				if err := draw(v); err != nil {
+					return err
+				}
+			case k, ok := <-keys:
+				if !ok || k == 'q' || k == 'Q' || k == 0x03 || k == 0x04 { // q, Ctrl-C, Ctrl-D, end of input
+					return nil
+				}
+				waiting = false // any other key: update now
 			}
 		}
 	}
