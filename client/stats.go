@@ -25,6 +25,13 @@ type Stats struct {
 	// Clients lists the open connections (a dflockd extension; empty from
 	// 1.x servers).
 	Clients []ClientStat `json:"clients"`
+	// Requests counts the requests the server has served since it
+	// started, authentication excluded (a dflockd extension; 0 from
+	// servers that do not send it). Two samples give a request rate.
+	Requests uint64 `json:"requests"`
+	// ConnectionsByTransport counts the open connections per transport
+	// name (a dflockd extension; nil from servers that do not send it).
+	ConnectionsByTransport map[string]int `json:"connections_by_transport"`
 	// Totals counts the entries of each list, listed or not (a dflockd
 	// extension; nil from servers that do not send it, which list
 	// everything).
@@ -55,6 +62,10 @@ type LockStat struct {
 	LeaseExpiresInS float64 `json:"lease_expires_in_s"`
 	// Waiters is the queue length.
 	Waiters int `json:"waiters"`
+	// HeldS is how long the holder has held the key, in seconds (a
+	// dflockd extension; 0 without a holder or from servers that do not
+	// send it).
+	HeldS float64 `json:"held_s"`
 }
 
 // SemaphoreStat describes one semaphore key in Stats.
@@ -63,6 +74,10 @@ type SemaphoreStat struct {
 	Limit   int    `json:"limit"`
 	Holders int    `json:"holders"`
 	Waiters int    `json:"waiters"`
+	// HeldS is how long the longest-standing holder has held its slot,
+	// in seconds (a dflockd extension; 0 without holders or from servers
+	// that do not send it).
+	HeldS float64 `json:"held_s"`
 }
 
 // IdleStat describes one idle key in Stats.

@@ -54,7 +54,7 @@ type holder struct {
 	token   Token
 	owner   *Owner
 	expires int64   // engine nanos
-	since   int64   // when the slot was granted (engine nanos; Inspect)
+	since   int64   // engine nanos when the slot was granted (Inspect; stats: held_s)
 	rec     *waiter // two-phase record still pointing at this slot, or nil
 }
 

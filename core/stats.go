@@ -36,6 +36,9 @@ type LockStat struct {
 	OwnerConnID     uint64  `json:"owner_conn_id"`
 	LeaseExpiresInS float64 `json:"lease_expires_in_s"`
 	Waiters         int     `json:"waiters"`
+	// HeldS is how long the holder has held the key, in seconds (0
+	// without a holder).
+	HeldS float64 `json:"held_s"`
 }
 
 // SemaphoreStat describes a semaphore key with holders or waiters.
@@ -44,6 +47,9 @@ type SemaphoreStat struct {
 	Limit   int    `json:"limit"`
 	Holders int    `json:"holders"`
 	Waiters int    `json:"waiters"`
+	// HeldS is how long the longest-standing holder has held its slot,
+	// in seconds (0 without holders).
+	HeldS float64 `json:"held_s"`
 }
 
 // IdleStat describes a key with neither holders nor waiters, awaiting GC.
@@ -120,16 +126,24 @@ func (e *Engine) StatsUpTo(st *Stats, limit int) {
 					if h.owner != nil {
 						ls.OwnerConnID = h.owner.id
 					}
-					ls.LeaseExpiresInS = seconds(h.expires - e.now())
+					now := e.now()
+					ls.LeaseExpiresInS = seconds(h.expires - now)
+					ls.HeldS = seconds(now - h.since)
 				}
 				st.Locks = append(st.Locks, ls)
 				return true
 			}
 			st.Totals.Semaphores++
 			if room(len(st.Semaphores)) {
-				st.Semaphores = append(st.Semaphores, SemaphoreStat{
-					Key: key, Limit: r.limit, Holders: len(r.holders), Waiters: int(r.queue.live),
-				})
+				ss := SemaphoreStat{Key: key, Limit: r.limit, Holders: len(r.holders), Waiters: int(r.queue.live)}
+				if len(r.holders) > 0 {
+					oldest := r.holders[0].since
+					for _, h := range r.holders[1:] {
+						oldest = min(oldest, h.since)
+					}
+					ss.HeldS = seconds(e.now() - oldest)
+				}
+				st.Semaphores = append(st.Semaphores, ss)
 			}
 			return true
 		})

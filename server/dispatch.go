@@ -53,6 +53,7 @@ func statusOf(err error) protocol.Status {
 // dispatch runs one decoded request and appends its answer. done reports
 // that the session must end (with reason).
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
+	sess.countRequest()
 	e := sess.srv.opts.Engine
 	switch req.Cmd {
 	case protocol.CmdLock, protocol.CmdSemLock:
@@ -204,6 +205,11 @@ type statsBody struct {
 	SignalChannels []core.ChannelStat   `json:"signal_channels"`
 	SlowConsumers  uint64               `json:"slow_consumers"`
 	Clients        []clientStat         `json:"clients"`
+	// Requests counts the requests served since the server started;
+	// ConnectionsByTransport the open connections per transport
+	// (reqcount.go).
+	Requests               uint64         `json:"requests"`
+	ConnectionsByTransport map[string]int `json:"connections_by_transport"`
 	// Totals counts the entries each list would have without the cap
 	// (Options.StatsMaxItems); Truncated says some list is shorter.
 	Totals    statsTotals `json:"totals"`
@@ -258,7 +264,8 @@ const statsKeep = 4 << 20
 // plus the entries listed, however many subscriptions and connections
 // there are. No lock that other requests need is held across the walk:
 // each key and each channel is read under its own lock, and the server's
-// mutex only while the listed clients are copied.
+// mutex only while the listed clients are copied and, separately, while
+// the sessions' request counters are summed (one load each).
 //
 // Answers are built one at a time server-wide (statsMu), in scratch kept
 // by the server, and land in a recycled output buffer (bigOut): however
@@ -284,7 +291,7 @@ func (s *Server) statsAnswer() ([]byte, error) {
 	s.statsChannels, nchannels = e.SignalStatsUpTo(s.statsChannels, limit)
 	s.statsClients, nclients = s.clients(s.statsClients, limit)
 	s.statsBuf.Reset()
-	err := json.NewEncoder(&s.statsBuf).Encode(statsBody{
+	sb := statsBody{
 		Connections:    s.Connections(),
 		Locks:          st.Locks,
 		Semaphores:     st.Semaphores,
@@ -295,7 +302,9 @@ func (s *Server) statsAnswer() ([]byte, error) {
 		Clients:        s.statsClients,
 		Totals:         statsTotals{KeyTotals: st.Totals, SignalChannels: nchannels, Clients: nclients},
 		Truncated:      st.Truncated() || len(s.statsChannels) < nchannels || len(s.statsClients) < nclients,
-	})
+	}
+	sb.Requests, sb.ConnectionsByTransport = s.requestCounts()
+	err := json.NewEncoder(&s.statsBuf).Encode(sb)
 	// The scratch must not keep keys, patterns or remotes alive.
 	clear(st.Locks)
 	clear(st.Semaphores)

@@ -72,6 +72,7 @@ type Server struct {
 	sessions  map[*session]struct{}
 	perIP     map[string]int
 	nconns    int
+	tally     tally // requests and connections per transport (reqcount.go)
 }
 
 // New returns a Server configured by opts. It panics if opts.Engine is nil.
@@ -257,6 +258,7 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 	s.perIP[ip]++
 	sess := newSession(s, c, s.nextID.Add(1), ip, transportName, peerAuth, pi)
 	s.sessions[sess] = struct{}{}
+	s.tally.opened(sess)
 	s.active.Add(1)
 	return sess, true
 }
@@ -265,6 +267,7 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 func (s *Server) forget(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
+	s.tally.closed(sess)
 	s.nconns--
 	if n := s.perIP[sess.ip] - 1; n > 0 {
 		s.perIP[sess.ip] = n

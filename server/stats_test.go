@@ -29,10 +29,11 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 10 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
-		string(raw["truncated"]) != "false" {
-		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, totals "+
-			"and truncated false: %s", len(raw), line)
+	if len(raw) != 12 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
+		string(raw["truncated"]) != "false" || string(raw["requests"]) != "2" ||
+		string(raw["connections_by_transport"]) != `{"tcp":1}` {
+		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, requests 2, "+
+			"connections_by_transport, totals and truncated false: %s", len(raw), line)
 	}
 	const zeroTotals = `{"locks":0,"semaphores":0,"idle_locks":0,"idle_semaphores":0,"signal_channels":0,"clients":1}`
 	if string(raw["totals"]) != zeroTotals {
@@ -92,8 +93,8 @@ func TestStats_FieldsAndOwners(t *testing.T) {
 		t.Fatalf("connections = %d; want 3", st.Connections)
 	}
 	want := map[string]core.LockStat{
-		"job":  {Key: "job", OwnerConnID: 1, LeaseExpiresInS: 12.5, Waiters: 1},
-		"mine": {Key: "mine", OwnerConnID: 3, LeaseExpiresInS: 0, Waiters: 0}, // expired, clamped
+		"job":  {Key: "job", OwnerConnID: 1, LeaseExpiresInS: 12.5, Waiters: 1, HeldS: 12.5},
+		"mine": {Key: "mine", OwnerConnID: 3, LeaseExpiresInS: 0, Waiters: 0, HeldS: 12.5}, // expired, clamped
 	}
 	if len(st.Locks) != len(want) {
 		t.Fatalf("locks = %+v; want %+v", st.Locks, want)
@@ -103,7 +104,7 @@ func TestStats_FieldsAndOwners(t *testing.T) {
 			t.Fatalf("lock %+v; want %+v", l, want[l.Key])
 		}
 	}
-	if len(st.Semaphores) != 1 || st.Semaphores[0] != (core.SemaphoreStat{Key: "pool", Limit: 3, Holders: 2, Waiters: 0}) {
+	if len(st.Semaphores) != 1 || st.Semaphores[0] != (core.SemaphoreStat{Key: "pool", Limit: 3, Holders: 2, Waiters: 0, HeldS: 12.5}) {
 		t.Fatalf("semaphores = %+v", st.Semaphores)
 	}
 	if len(st.IdleLocks) != 1 || st.IdleLocks[0] != (core.IdleStat{Key: "old", IdleS: 12.5}) {
@@ -117,8 +118,8 @@ func TestStats_FieldsAndOwners(t *testing.T) {
 	}
 	// Exact member names of each entry; tokens are never exposed.
 	members := map[string]string{
-		"locks":           "key,lease_expires_in_s,owner_conn_id,waiters",
-		"semaphores":      "holders,key,limit,waiters",
+		"locks":           "held_s,key,lease_expires_in_s,owner_conn_id,waiters",
+		"semaphores":      "held_s,holders,key,limit,waiters",
 		"idle_locks":      "idle_s,key",
 		"idle_semaphores": "idle_s,key",
 	}

@@ -46,6 +46,7 @@ type CLI struct {
 	Listen    ListenCmd    `cmd:"" help:"Print signals matching a pattern, one \"channel payload\" line each, until interrupted."`
 	Stats     StatsCmd     `cmd:"" help:"Show the server's locks, semaphores, idle keys, signal channels and clients."`
 	Inspect   InspectCmd   `cmd:"" help:"Show who holds a lock or semaphore key and who waits for it, in queue order."`
+	Top       TopCmd       `cmd:"" help:"Live view of the server: connections, ops/s, held, waiting, longest queues, oldest holders."`
 
 	Completion completion.Cmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 
@@ -264,7 +265,7 @@ func (c *CLI) validate() error {
 		}
 	}
 	switch c.command {
-	case "signal", "listen", "stats", "inspect":
+	case "signal", "listen", "stats", "inspect", "top":
 		if len(c.Server) > 1 {
 			return usagef("%s talks to one server; --server lists %d", c.command, len(c.Server))
 		}

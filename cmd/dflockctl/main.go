@@ -9,6 +9,7 @@
 //	dflockctl signal [--min-receivers N] CHANNEL PAYLOAD...|-
 //	dflockctl listen PATTERN [--group G] [--count N] [--json]
 //	dflockctl stats [--json]
+//	dflockctl top [--interval T] [--once [--json]] [--count N] [--keys N]
 //	dflockctl completion bash|zsh|fish
 //
 // Global flags (before or after the command name) choose the server:

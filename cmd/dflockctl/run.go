@@ -74,6 +74,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cli.Stats.run(ctx, srv, stdout)
 	case "inspect":
 		err = cli.Inspect.run(ctx, srv, stdout)
+	case "top":
+		err = cli.Top.run(ctx, srv, stdin, stdout)
 	default:
 		err = fmt.Errorf("unknown command %q", cli.command)
 	}
