@@ -11,6 +11,7 @@ type Owner struct {
 	id      uint64
 	records map[recKey]*waiter
 	held    heldSet // slots this owner took itself; may be stale
+	m       ownerMetrics
 }
 
 type recKey struct {
@@ -178,6 +179,7 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 					r.holders[i].rec = nil
 				} else {
 					r.removeAt(i)
+					e.m.disconnected.Add(1)
 					r.lastActive = now
 					e.grant(r, now)
 				}
@@ -196,6 +198,7 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 		for i := 0; i < len(r.holders); {
 			if r.holders[i].owner == o {
 				r.removeAt(i)
+				e.m.disconnected.Add(1)
 				released = true
 				continue
 			}

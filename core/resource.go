@@ -46,6 +46,7 @@ type waiter struct {
 	ch      chan struct{} // 1 slot; the granter sends exactly once
 	token   Token         // set when granted
 	expires int64         // set when granted (engine nanos)
+	queued  int64         // when it joined the queue (engine nanos)
 }
 
 // holder is one granted slot.

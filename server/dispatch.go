@@ -53,6 +53,7 @@ func statusOf(err error) protocol.Status {
 // dispatch runs one decoded request and appends its answer. done reports
 // that the session must end (with reason).
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
+	defer sess.endRequest(req.Cmd, sess.startRequest())
 	e := sess.srv.opts.Engine
 	switch req.Cmd {
 	case protocol.CmdLock, protocol.CmdSemLock:
@@ -112,6 +113,7 @@ func (sess *session) answer(err error) {
 }
 
 func (sess *session) grant(st protocol.Status, l core.Lease) {
+	sess.m.st = st
 	sess.wmu.Lock()
 	tok := l.Token
 	sess.out = protocol.AppendGrant(sess.out, st, view(tok[:]), l.TTL)

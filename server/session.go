@@ -121,6 +121,8 @@ type session struct {
 	// rdUntil is the read deadline armed by the line hook (zero = none
 	// known); only the session goroutine touches it.
 	rdUntil time.Time
+
+	m sessMetrics // metrics.go
 }
 
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
@@ -182,6 +184,7 @@ func (sess *session) serve() {
 	sess.dropSubscriptions()
 	s.opts.Engine.ReleaseOwner(sess.owner)
 	sess.conn.Close()
+	sess.m.reason = reason
 	s.forget(sess)
 	s.log.Debug("connection closed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
 		"reason", reason.String(), "identity", sess.identity())
@@ -355,6 +358,7 @@ func (sess *session) failAuth(err error) {
 
 // reply appends a bare status line.
 func (sess *session) reply(st protocol.Status) {
+	sess.m.st = st
 	sess.wmu.Lock()
 	sess.out = protocol.AppendStatus(sess.out, st)
 	sess.noteOut()
@@ -420,6 +424,7 @@ func (sess *session) writeLocked(b []byte) error {
 // flushed first. It reports false when the session must end: the peer went
 // away, or sent more than maxPipelined bytes while blocked.
 func (sess *session) block(wait func(ctx context.Context)) (alive bool) {
+	defer sess.blockedSince(monoNow())
 	if !sess.flush() {
 		return false
 	}
