@@ -224,7 +224,8 @@ dflockd_keys{namespace="semaphore"} 1
 }
 
 // The latency of a request that blocks waiting for a lock excludes the
-// time it was blocked.
+// time it was blocked, and the latency of a request excludes the time the
+// connection sat idle before it.
 func TestMetrics_LatencyExcludesBlockedTime(t *testing.T) {
 	t.Parallel()
 	ts := start(t, Options{}, core.Options{})
@@ -237,6 +238,11 @@ func TestMetrics_LatencyExcludesBlockedTime(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // b blocks at least this long
 	a.Expect("r", "k", tok, "ok")
 	expectGrant(t, recv(t, wait), "ok", "33")
+	time.Sleep(300 * time.Millisecond) // a sits idle
+	ping(t, a)
+	if got := latencySum(t, reg, "ping"); got >= 0.25 {
+		t.Fatalf("ping latency %.3f s; want well under the 0.3 s idle", got)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -257,6 +263,27 @@ func TestMetrics_LatencyExcludesBlockedTime(t *testing.T) {
 		}
 	}
 	t.Fatal("no latency series for l")
+}
+
+// latencySum returns the sum of the latency histogram of cmd.
+func latencySum(t testing.TB, reg *prometheus.Registry, cmd string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "dflockd_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, []string{"command", cmd}) {
+				return m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	t.Fatalf("no latency series for %s", cmd)
+	return 0
 }
 
 // Refusals by reason: over the connection cap, over the per-IP cap, a

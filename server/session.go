@@ -137,6 +137,7 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 		// when the armed deadline is less than a timeout away, so that a
 		// busy connection pays for the deadline (a timer update, about
 		// half a microsecond) once per timeout/8, not once per request.
+		sess.m.fresh = true // metrics: the request waited for input
 		now := time.Now()
 		if sess.rdUntil.Sub(now) >= timeout {
 			return
@@ -380,6 +381,7 @@ func (sess *session) flush() bool {
 	sess.wmu.Lock()
 	defer sess.wmu.Unlock()
 	sess.flushDue = false
+	sess.m.fresh = true // metrics: a write is not the next request's time
 	return sess.flushLocked()
 }
 
