@@ -50,8 +50,12 @@
 //     path) so Run hands an expired lease on within milliseconds. The
 //     heap holds one entry per key; a renew that makes the key's
 //     earliest end sooner moves that entry.
-//   - Sweep, CollectIdle and Stats iterate the maps with Range (lock-free)
-//     and take each resource.mu in turn.
+//   - Sweep, CollectIdle, Stats and Metrics iterate the maps with Range
+//     (lock-free) and take each resource.mu in turn.
+//   - Metrics counting (metrics.go) takes no lock: grants, releases and
+//     wait times are atomic adds to the Owner of the connection involved
+//     (its own memory), expiries and disconnect releases (rare) atomic
+//     adds to engine-wide counters.
 //   - Inspect looks one key up (lock-free Load) and holds its
 //     resource.mu while it copies the holders and the head of the queue
 //     (at most its max of each); it changes nothing.

@@ -29,6 +29,7 @@ type Engine struct {
 	exp    expiryHeap
 	rc     reclaimer
 	subs   sublist // pub/sub subscriptions (sublist.go)
+	m      engineMetrics
 }
 
 // New returns an Engine configured by opts.
@@ -206,6 +207,7 @@ func (e *Engine) grant(r *resource, now int64) {
 		}
 		r.holders = append(r.holders, h)
 		w.state.Store(stateGranted)
+		countGrant(w, now)
 		w.ch <- struct{}{} // never blocks: one slot, one sender
 	}
 	e.watch(r)
@@ -242,7 +244,7 @@ func (e *Engine) ExpireDue() (next int64, ok bool) {
 		r.mu.Lock()
 		if r.deadline == d && !r.dead {
 			r.deadline = 0
-			if r.evictExpired(now) > 0 {
+			if e.evict(r, now) > 0 {
 				r.lastActive = now
 			}
 			e.grant(r, now)
@@ -261,7 +263,7 @@ func (e *Engine) Sweep() int {
 		m.Range(func(_ string, r *resource) bool {
 			r.mu.Lock()
 			if !r.dead {
-				if c := r.evictExpired(now); c > 0 {
+				if c := e.evict(r, now); c > 0 {
 					n += c
 					r.lastActive = now
 					e.grant(r, now)

@@ -77,7 +77,7 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 	}
 	now := e.now()
 	r.lastActive = now
-	if len(r.holders) > 0 && r.evictExpired(now) > 0 {
+	if len(r.holders) > 0 && e.evict(r, now) > 0 {
 		e.grant(r, now)
 	}
 	if len(r.holders) < r.limit && r.queue.live == 0 {
@@ -92,6 +92,7 @@ func (e *Engine) acquire(o *Owner, k Kind, key string, opt AcquireOptions, twoPh
 		}
 		r.holders = append(r.holders, h)
 		r.mu.Unlock()
+		o.m.immediate.Add(1)
 		if !twoPhase {
 			o.addHeld(r) // a two-phase slot is tracked by its record until Wait
 		}
@@ -192,6 +193,7 @@ func (e *Engine) releaseGranted(w *waiter) {
 	r.mu.Lock()
 	if i := r.findToken(w.token); i >= 0 {
 		r.removeAt(i)
+		e.m.disconnected.Add(1)
 		now := e.now()
 		r.lastActive = now
 		e.grant(r, now)
@@ -228,6 +230,7 @@ func (e *Engine) observe(w *waiter) (Lease, error) {
 	h := &r.holders[i]
 	if h.expires <= now {
 		r.removeAt(i)
+		e.m.expired.Add(1)
 		r.lastActive = now
 		e.grant(r, now)
 		w.state.Store(stateDone)
@@ -298,6 +301,7 @@ func (e *Engine) Release(o *Owner, k Kind, key, token string) error {
 		return ErrNotHolder
 	}
 	h := r.removeAt(i)
+	e.countRelease(o)
 	if r.queue.live > 0 {
 		now := e.now() // the next holder's lease starts now: exact time
 		r.lastActive = now
@@ -338,6 +342,7 @@ func (e *Engine) Renew(k Kind, key, token string, ttl time.Duration) (Lease, err
 	h := &r.holders[i]
 	if h.expires <= now {
 		r.removeAt(i)
+		e.m.expired.Add(1)
 		e.grant(r, now)
 		r.mu.Unlock()
 		return Lease{}, ErrLeaseExpired

@@ -12,6 +12,7 @@ type Owner struct {
 	tag     any // set at creation, never changed: Inspect reads it from any goroutine
 	records map[recKey]*waiter
 	held    heldSet // slots this owner took itself; may be stale
+	m       ownerMetrics
 }
 
 type recKey struct {
@@ -191,6 +192,7 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 					r.holders[i].rec = nil
 				} else {
 					r.removeAt(i)
+					e.m.disconnected.Add(1)
 					r.lastActive = now
 					e.grant(r, now)
 				}
@@ -209,6 +211,7 @@ func (e *Engine) ReleaseOwner(o *Owner) {
 		for i := 0; i < len(r.holders); {
 			if r.holders[i].owner == o {
 				r.removeAt(i)
+				e.m.disconnected.Add(1)
 				released = true
 				continue
 			}

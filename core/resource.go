@@ -46,7 +46,7 @@ type waiter struct {
 	ch      chan struct{} // 1 slot; the granter sends exactly once
 	token   Token         // set when granted
 	expires int64         // set when granted (engine nanos)
-	since   int64         // when it joined the queue (engine nanos; Inspect)
+	since   int64         // when it joined the queue (engine nanos; Inspect, wait-time metrics)
 }
 
 // holder is one granted slot.

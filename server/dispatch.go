@@ -54,6 +54,7 @@ func statusOf(err error) protocol.Status {
 // that the session must end (with reason).
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 	sess.countRequest()
+	defer sess.endRequest(req.Cmd, sess.startRequest())
 	e := sess.srv.opts.Engine
 	switch req.Cmd {
 	case protocol.CmdLock, protocol.CmdSemLock:
@@ -117,6 +118,7 @@ func (sess *session) answer(err error) {
 }
 
 func (sess *session) grant(st protocol.Status, l core.Lease) {
+	sess.m.st = st
 	sess.wmu.Lock()
 	tok := l.Token
 	sess.out = protocol.AppendGrant(sess.out, st, view(tok[:]), l.TTL)

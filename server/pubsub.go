@@ -83,6 +83,9 @@ func (p *pusher) Deliver(frame []byte) bool {
 	cost := len(frame) + PushFrameOverhead
 	if p.closed || (p.pending > 0 && p.pending+cost > p.maxBytes) ||
 		(p.maxFrames > 0 && p.frames >= p.maxFrames) {
+		if !p.closed {
+			p.sess.m.dropped.Add(1)
+		}
 		p.mu.Unlock()
 		return false
 	}
@@ -278,6 +281,7 @@ func (sess *session) listen(req *protocol.Request) {
 		return
 	}
 	sess.subs[subKey{strings.Clone(pattern), strings.Clone(group)}] = struct{}{}
+	sess.noteSubs()
 	sess.reply(protocol.StatusOK)
 }
 
@@ -293,6 +297,7 @@ func (sess *session) unlisten(req *protocol.Request) {
 	if _, ok := sess.subs[k]; ok {
 		_, _ = sess.srv.opts.Engine.Unsubscribe(sess.push, pattern, group)
 		delete(sess.subs, k)
+		sess.noteSubs()
 	}
 	sess.reply(protocol.StatusOK)
 }
@@ -303,6 +308,8 @@ func (sess *session) signal(req *protocol.Request) {
 	frame := make([]byte, 0, len("sig ")+len(req.Key)+1+len(req.Payload)+1)
 	frame = protocol.AppendSignal(frame, req.Key, req.Payload)
 	n := sess.srv.opts.Engine.Signal(view(req.Key), frame)
+	sess.m.published.Add(1)
+	sess.m.delivered.Add(uint64(n))
 	sess.wmu.Lock()
 	sess.out = protocol.AppendOKInt(sess.out, int64(n))
 	sess.noteOut()

@@ -72,7 +72,8 @@ type Server struct {
 	sessions  map[*session]struct{}
 	perIP     map[string]int
 	nconns    int
-	tally     tally // requests and connections per transport (reqcount.go)
+	tally     tally      // requests and connections per transport (reqcount.go)
+	met       srvMetrics // metrics.go; guarded by mu except where noted
 }
 
 // New returns a Server configured by opts. It panics if opts.Engine is nil.
@@ -189,6 +190,7 @@ func (s *Server) ServeListener(l net.Listener, lo Listener) error {
 			if left, blocked := s.authLim.blocked(pi.src); blocked {
 				s.log.Debug("connection refused: source blocked after authentication failures",
 					"transport", name, "remote", remoteName(c, pi.cred), "source", pi.src, "for", left)
+				s.met.authBlocked.Add(1)
 				c.Close() // nothing read, nothing written
 				continue
 			}
@@ -248,10 +250,12 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 	}
 	if s.opts.MaxConns > 0 && s.nconns >= s.opts.MaxConns {
 		s.log.Debug("connection refused: max connections", "remote", c.RemoteAddr())
+		s.met.refused[refusedMaxConns]++
 		return nil, false
 	}
 	if s.opts.MaxConnsPerIP > 0 && s.perIP[ip] >= s.opts.MaxConnsPerIP {
 		s.log.Debug("connection refused: max connections per ip", "remote", c.RemoteAddr())
+		s.met.refused[refusedPerIP]++
 		return nil, false
 	}
 	s.nconns++
@@ -259,6 +263,7 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 	sess := newSession(s, c, s.nextID.Add(1), ip, transportName, peerAuth, pi)
 	s.sessions[sess] = struct{}{}
 	s.tally.opened(sess)
+	s.met.accept(transportName)
 	s.active.Add(1)
 	return sess, true
 }
@@ -268,6 +273,7 @@ func (s *Server) forget(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	s.tally.closed(sess)
+	s.met.retire(sess)
 	s.nconns--
 	if n := s.perIP[sess.ip] - 1; n > 0 {
 		s.perIP[sess.ip] = n

@@ -124,6 +124,8 @@ type session struct {
 	// rdUntil is the read deadline armed by the line hook (zero = none
 	// known); only the session goroutine touches it.
 	rdUntil time.Time
+
+	m sessMetrics // metrics.go
 }
 
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
@@ -140,6 +142,7 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 		// when the armed deadline is less than a timeout away, so that a
 		// busy connection pays for the deadline (a timer update, about
 		// half a microsecond) once per timeout/8, not once per request.
+		sess.m.fresh = true // metrics: the request waited for input
 		now := time.Now()
 		if sess.rdUntil.Sub(now) >= timeout {
 			return
@@ -187,6 +190,7 @@ func (sess *session) serve() {
 	sess.dropSubscriptions()
 	s.opts.Engine.ReleaseOwner(sess.owner)
 	sess.conn.Close()
+	sess.m.reason = reason
 	s.forget(sess)
 	s.log.Debug("connection closed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
 		"reason", reason.String(), "identity", sess.identity(), "name", sess.connName())
@@ -360,6 +364,7 @@ func (sess *session) failAuth(err error) {
 
 // reply appends a bare status line.
 func (sess *session) reply(st protocol.Status) {
+	sess.m.st = st
 	sess.wmu.Lock()
 	sess.out = protocol.AppendStatus(sess.out, st)
 	sess.noteOut()
@@ -381,6 +386,7 @@ func (sess *session) flush() bool {
 	sess.wmu.Lock()
 	defer sess.wmu.Unlock()
 	sess.flushDue = false
+	sess.m.fresh = true // metrics: a write is not the next request's time
 	return sess.flushLocked()
 }
 
@@ -425,6 +431,7 @@ func (sess *session) writeLocked(b []byte) error {
 // flushed first. It reports false when the session must end: the peer went
 // away, or sent more than maxPipelined bytes while blocked.
 func (sess *session) block(wait func(ctx context.Context)) (alive bool) {
+	defer sess.blockedSince(monoNow())
 	if !sess.flush() {
 		return false
 	}

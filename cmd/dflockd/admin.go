@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/dflockd/dflockd/admin"
-	"github.com/dflockd/dflockd/internal/version"
 )
 
 // adminShutdownGrace bounds how long the admin listener waits for requests
@@ -61,18 +59,12 @@ func (c *ServeCmd) listenAdmin(ctx context.Context) (net.Listener, error) {
 	return l, nil
 }
 
-// newAdminRegistry returns the registry /metrics exposes: dflockd_build_info,
-// the Go runtime and process collectors, and extra.
+// newAdminRegistry returns the registry /metrics exposes: the Go runtime
+// and process collectors, and extra (the server's own metrics, which
+// include dflockd_build_info).
 func newAdminRegistry(extra ...prometheus.Collector) (*prometheus.Registry, error) {
-	build := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name:        "dflockd_build_info",
-		Help:        "Always 1; the labels name the running build: its version and the Go version that built it.",
-		ConstLabels: prometheus.Labels{"version": version.Version(), "goversion": runtime.Version()},
-	})
-	build.Set(1)
 	reg := prometheus.NewRegistry()
 	all := append([]prometheus.Collector{
-		build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}, extra...)

@@ -193,11 +193,10 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	srv := server.New(c.serverOptions(engine, log))
 	var reg *prometheus.Registry
 	if adminL != nil {
-		// Collectors of the server's own metrics are passed to
-		// newAdminRegistry, beside the build info and the Go runtime and
-		// process collectors it always registers.
+		// The server's own metrics (build info included), beside the Go
+		// runtime and process collectors.
 		var err error
-		if reg, err = newAdminRegistry(); err != nil {
+		if reg, err = newAdminRegistry(srv.MetricsCollector()); err != nil {
 			for _, l := range append(ls, adminL) {
 				l.Close()
 			}
