@@ -53,7 +53,6 @@ func statusOf(err error) protocol.Status {
 // dispatch runs one decoded request and appends its answer. done reports
 // that the session must end (with reason).
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
-	sess.countRequest()
 	defer sess.endRequest(req.Cmd, sess.startRequest())
 	e := sess.srv.opts.Engine
 	switch req.Cmd {

@@ -72,7 +72,6 @@ type Server struct {
 	sessions  map[*session]struct{}
 	perIP     map[string]int
 	nconns    int
-	tally     tally      // requests and connections per transport (reqcount.go)
 	met       srvMetrics // metrics.go; guarded by mu except where noted
 }
 
@@ -262,7 +261,6 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 	s.perIP[ip]++
 	sess := newSession(s, c, s.nextID.Add(1), ip, transportName, peerAuth, pi)
 	s.sessions[sess] = struct{}{}
-	s.tally.opened(sess)
 	s.met.accept(transportName)
 	s.active.Add(1)
 	return sess, true
@@ -272,7 +270,6 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 func (s *Server) forget(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
-	s.tally.closed(sess)
 	s.met.retire(sess)
 	s.nconns--
 	if n := s.perIP[sess.ip] - 1; n > 0 {

@@ -89,9 +89,6 @@ type session struct {
 	rd    connReader
 	dec   *protocol.Decoder
 	req   protocol.Request
-	// nreq counts the requests dispatched; only the session goroutine
-	// writes it (reqcount.go).
-	nreq atomic.Uint64
 
 	// Set before the session starts and never changed: read by stats.
 	transport string
