@@ -37,23 +37,9 @@ for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$admin/readyz" >/dev/null 2>&
 ( while :; do curl -fsS -o /dev/null "http://127.0.0.1:$admin/metrics" || true; sleep 1; done ) &
 scraper=$!
 
-rate() { # address workers → ops/s
-  "$tmp/bench" run --servers "$1" --workers "$2" --rounds "$rounds" --json --progress off |
-    sed -n 's/.*"ops_per_sec": \([0-9.]*\).*/\1/p'
-}
+bin=$tmp
+# shellcheck source=lib.sh
+. bench/scripts/lib.sh # the cd above made the repository root the working directory
 series=$(curl -fsS "http://127.0.0.1:$admin/metrics" | grep -c '^dflockd_' || true)
 echo "plain pid $p1, metrics pid $p2 ($series dflockd_ series, scraped every 1 s); $repeats alternating runs of $rounds rounds; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-for w in "${workers[@]}"; do
-  ratios=()
-  for r in $(seq "$repeats"); do
-    a=$(rate "127.0.0.1:$plain" "$w")
-    b=$(rate "127.0.0.1:$metrics" "$w")
-    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", b/a}')
-    ratios+=("$ratio")
-    printf 'workers %3d run %d: plain %8.0f ops/s  metrics %8.0f ops/s  metrics/plain %s\n' "$w" "$r" "$a" "$b" "$ratio"
-  done
-  printf 'workers %3d: metrics/plain min %s median %s max %s\n' "$w" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | head -1)" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | tail -1)"
-done
+compare plain "127.0.0.1:$plain" metrics "127.0.0.1:$metrics"

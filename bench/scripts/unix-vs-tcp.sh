@@ -24,22 +24,8 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 50); do [ -S "$tmp/d.sock" ] && break; sleep 0.1; done
 
-rate() { # transport address workers → ops/s
-  "$tmp/bench" run --servers "$1" --workers "$2" --rounds "$rounds" --json --progress off |
-    sed -n 's/.*"ops_per_sec": \([0-9.]*\).*/\1/p'
-}
+bin=$tmp
+# shellcheck source=lib.sh
+. bench/scripts/lib.sh # the cd above made the repository root the working directory
 echo "dflockd pid $pid; $repeats alternating runs of $rounds rounds per worker; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-for w in "${workers[@]}"; do
-  ratios=()
-  for r in $(seq "$repeats"); do
-    t=$(rate "tcp://127.0.0.1:$port" "$w")
-    u=$(rate "unix://$tmp/d.sock" "$w")
-    ratio=$(awk -v u="$u" -v t="$t" 'BEGIN{printf "%.2f", u/t}')
-    ratios+=("$ratio")
-    printf 'workers %3d run %d: tcp %8.0f ops/s  unix %8.0f ops/s  unix/tcp %s\n' "$w" "$r" "$t" "$u" "$ratio"
-  done
-  printf 'workers %3d: unix/tcp min %s median %s max %s\n' "$w" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | head -1)" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')" \
-    "$(printf '%s\n' "${ratios[@]}" | sort -n | tail -1)"
-done
+compare tcp "tcp://127.0.0.1:$port" unix "unix://$tmp/d.sock"
