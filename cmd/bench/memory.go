@@ -273,27 +273,38 @@ func ping(ctx context.Context, addr string) (net.Conn, error) {
 // holdLocks acquires n locks with keys "m<number>" over conns
 // connections, pipelining requests in batches, and leaves them held.
 func holdLocks(ctx context.Context, addr string, n, conns int) ([]net.Conn, error) {
-	out := make([]net.Conn, conns)
+	out, err := dialEach(ctx, addr, conns, func(w int, c net.Conn) error {
+		return acquireRange(c, w, n, conns)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory: holding locks: %w", err)
+	}
+	return out, nil
+}
+
+// dialEach opens n TCP connections to addr at once and runs fn on each
+// (i is its index). It returns the connections, or closes them all and
+// returns the joined errors when any dial or fn failed.
+func dialEach(ctx context.Context, addr string, n int, fn func(i int, c net.Conn) error) ([]net.Conn, error) {
+	out := make([]net.Conn, n)
+	errs := make([]error, n)
 	var wg sync.WaitGroup
-	errs := make([]error, conns)
-	for w := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i := range n {
+		wg.Go(func() {
 			var d net.Dialer
 			c, err := d.DialContext(ctx, "tcp", addr)
 			if err != nil {
-				errs[w] = err
+				errs[i] = err
 				return
 			}
-			out[w] = c
-			errs[w] = acquireRange(c, w, n, conns)
-		}()
+			out[i] = c
+			errs[i] = fn(i, c)
+		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		closeAll(out)
-		return nil, fmt.Errorf("memory: holding locks: %w", err)
+		return nil, err
 	}
 	return out, nil
 }

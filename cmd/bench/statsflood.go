@@ -146,39 +146,22 @@ func (c *StatsFloodCmd) run(ctx context.Context, stdout, stderr io.Writer) error
 // subscriptions over c.SubConns connections, pipelining in batches. The
 // returned connections keep them.
 func (c *StatsFloodCmd) populate(ctx context.Context, addr string) ([]net.Conn, error) {
-	conns := make([]net.Conn, 1+c.SubConns)
-	errs := make([]error, len(conns))
-	var wg sync.WaitGroup
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			conns[i] = conn
-			if i == 0 {
-				errs[i] = pipelineBatches(conn, c.Keys, "ok ", func(b []byte, n int) []byte {
-					b = append(b, "l\n"...)
-					b = append(b, strings.Repeat("k", c.KeyLen-8)...)
-					b = fmt.Appendf(b, "%08d", n)
-					return append(b, "\n0 3600\n"...)
-				})
-				return
-			}
-			w := i - 1
-			share := (c.Subscriptions - w + c.SubConns - 1) / c.SubConns // channels w, w+SubConns, ...
-			errs[i] = pipelineBatches(conn, share, "ok\n", func(b []byte, n int) []byte {
-				return fmt.Appendf(b, "listen\nch.%d\n\n", w+n*c.SubConns)
+	conns, err := dialEach(ctx, addr, 1+c.SubConns, func(i int, conn net.Conn) error {
+		if i == 0 {
+			return pipelineBatches(conn, c.Keys, "ok ", func(b []byte, n int) []byte {
+				b = append(b, "l\n"...)
+				b = append(b, strings.Repeat("k", c.KeyLen-8)...)
+				b = fmt.Appendf(b, "%08d", n)
+				return append(b, "\n0 3600\n"...)
 			})
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		closeAll(conns)
+		}
+		w := i - 1
+		share := (c.Subscriptions - w + c.SubConns - 1) / c.SubConns // channels w, w+SubConns, ...
+		return pipelineBatches(conn, share, "ok\n", func(b []byte, n int) []byte {
+			return fmt.Appendf(b, "listen\nch.%d\n\n", w+n*c.SubConns)
+		})
+	})
+	if err != nil {
 		return nil, fmt.Errorf("stats-flood: populate: %w", err)
 	}
 	return conns, nil
