@@ -4,7 +4,7 @@ import "strconv"
 
 // Command is a request verb. The zero value, CmdUnknown, stands for any
 // first line that is not one of the sixteen 1.x verbs or the dflockd
-// extensions (inspect, name).
+// extensions (inspect, name, session, resume, bye).
 type Command uint8
 
 // The request verbs of dflockd 1.x. The comment after each constant is its
@@ -33,10 +33,13 @@ const (
 
 	CmdInspect // "inspect"
 	CmdName    // "name"
+	CmdSession // "session"
+	CmdResume  // "resume"
+	CmdBye     // "bye"
 )
 
 // numCommands is the number of defined Command values, CmdUnknown included.
-const numCommands = int(CmdName) + 1
+const numCommands = int(CmdBye) + 1
 
 var commandVerbs = [numCommands]string{
 	CmdUnknown:    "unknown",
@@ -58,6 +61,9 @@ var commandVerbs = [numCommands]string{
 	CmdStats:      "stats",
 	CmdInspect:    "inspect",
 	CmdName:       "name",
+	CmdSession:    "session",
+	CmdResume:     "resume",
+	CmdBye:        "bye",
 }
 
 // String returns the wire verb of c ("l", "sl", "listen", ...). CmdUnknown
@@ -111,16 +117,22 @@ func ParseCommand(b []byte) Command {
 		return CmdInspect
 	case "name":
 		return CmdName
+	case "session":
+		return CmdSession
+	case "resume":
+		return CmdResume
+	case "bye":
+		return CmdBye
 	}
 	return CmdUnknown
 }
 
 // hasKey reports whether the key line of c is a key, pattern or channel that
-// must be validated and returned (all verbs except auth, ping, stats and
-// name).
+// must be validated and returned (all verbs except auth, ping, stats, name,
+// session and bye; the key line of resume is the session id).
 func (c Command) hasKey() bool {
 	switch c {
-	case CmdUnknown, CmdAuth, CmdPing, CmdStats, CmdName:
+	case CmdUnknown, CmdAuth, CmdPing, CmdStats, CmdName, CmdSession, CmdBye:
 		return false
 	}
 	return int(c) < numCommands

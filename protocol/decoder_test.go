@@ -217,6 +217,17 @@ func requestCases() []reqCase {
 		{"name: not ASCII -> 14", "name\n_\njob-\u00e9\n", view{Cmd: CmdName}, ErrBadName},
 		{"name: control byte -> 14", "name\n_\na\x01b\n", view{Cmd: CmdName}, ErrBadName},
 
+		// --- session, resume, bye (the session extension) ---
+		{"session: no ttl, key ignored", "session\n\n\n", view{Cmd: CmdSession}, nil},
+		{"session: ttl", "session\n_\n 30 \n", view{Cmd: CmdSession, TTL: 30 * sec}, nil},
+		{"session: ttl 0 -> 9", "session\n_\n0\n", view{Cmd: CmdSession}, ErrBadLease},
+		{"session: ttl not a number -> 4", "session\n_\nsoon\n", view{Cmd: CmdSession}, ErrNotInteger},
+		{"session: two fields -> 4", "session\n_\n1 2\n", view{Cmd: CmdSession}, ErrNotInteger},
+		{"resume: sid and secret", "resume\nab12\n ffee \n", view{Cmd: CmdResume, Key: "ab12", Token: "ffee"}, nil},
+		{"resume: no secret -> 7", "resume\nab12\n\n", view{Cmd: CmdResume}, ErrEmptyToken},
+		{"resume: sid validated as a key -> 5", "resume\na b\nffee\n", view{Cmd: CmdResume}, ErrBadKey},
+		{"bye: key and arg ignored", "bye\nx\ny\n", view{Cmd: CmdBye}, nil},
+
 		// --- unknown commands ---
 		{"unknown: verb -> 3", "frob\nx\ny\n", view{}, ErrUnknownCommand},
 		{"unknown: case-sensitive -> 3", "L\nk\n5\n", view{}, ErrUnknownCommand},
@@ -693,7 +704,7 @@ func TestParseCommand(t *testing.T) {
 		CmdAuth: "auth", CmdLock: "l", CmdRelease: "r", CmdRenew: "n", CmdEnqueue: "e", CmdWait: "w",
 		CmdSemLock: "sl", CmdSemRelease: "sr", CmdSemRenew: "sn", CmdSemEnqueue: "se", CmdSemWait: "sw",
 		CmdListen: "listen", CmdUnlisten: "unlisten", CmdSignal: "signal", CmdPing: "ping", CmdStats: "stats",
-		CmdInspect: "inspect", CmdName: "name",
+		CmdInspect: "inspect", CmdName: "name", CmdSession: "session", CmdResume: "resume", CmdBye: "bye",
 	}
 	if len(want) != numCommands-1 {
 		t.Fatalf("table covers %d verbs, have %d", len(want), numCommands-1)
@@ -734,6 +745,9 @@ func TestRoundTrip(t *testing.T) {
 		{CmdStats, "_", "", view{Cmd: CmdStats}},
 		{CmdInspect, "pool", "sem", view{Cmd: CmdInspect, Key: "pool", Sem: true}},
 		{CmdName, "_", "backup-job-7", view{Cmd: CmdName, Name: "backup-job-7"}},
+		{CmdSession, "_", "30", view{Cmd: CmdSession, TTL: 30 * sec}},
+		{CmdResume, "0123456789abcdef", "00112233445566778899aabbccddeeff", view{Cmd: CmdResume, Key: "0123456789abcdef", Token: "00112233445566778899aabbccddeeff"}},
+		{CmdBye, "_", "", view{Cmd: CmdBye}},
 	}
 	var buf []byte
 	for _, tt := range tests {

@@ -130,8 +130,13 @@ func refParse(v *view, c, key, arg string) (err error) {
 	case "auth":
 		v.Token = strings.TrimSpace(arg)
 		return nil
-	case "ping", "stats":
+	case "ping", "stats", "bye":
 		return nil
+	case "session":
+		if a := strings.TrimSpace(arg); a != "" {
+			v.TTL, err = refLease(a)
+		}
+		return err
 	case "name":
 		n := strings.TrimSpace(arg)
 		if n == "" || len(n) > 64 {
@@ -144,7 +149,7 @@ func refParse(v *view, c, key, arg string) (err error) {
 		}
 		v.Name = n
 		return nil
-	case "inspect":
+	case "inspect", "resume":
 	case "l", "r", "n", "e", "w", "sl", "sr", "sn", "se", "sw", "listen", "unlisten", "signal":
 	default:
 		return ErrUnknownCommand
@@ -178,7 +183,7 @@ func refParse(v *view, c, key, arg string) (err error) {
 		if len(f) == 3 {
 			v.TTL, err = refLease(f[2])
 		}
-	case "r", "sr":
+	case "r", "sr", "resume":
 		if v.Token = strings.TrimSpace(arg); v.Token == "" {
 			return ErrEmptyToken
 		}
@@ -301,7 +306,7 @@ func checkInvariants(t *testing.T, req *Request, err error) {
 		if req.Limit < 1 {
 			t.Fatalf("limit %d accepted", req.Limit)
 		}
-	case CmdRelease, CmdSemRelease, CmdRenew, CmdSemRenew:
+	case CmdRelease, CmdSemRelease, CmdRenew, CmdSemRenew, CmdResume:
 		if len(req.Token) == 0 || len(trimSpace(req.Token)) != len(req.Token) {
 			t.Fatalf("token %q accepted", req.Token)
 		}
@@ -353,6 +358,9 @@ func fuzzSeeds() []string {
 		"inspect\njob\n\n", "inspect\njob\nsem\n", "inspect\njob\n lock \n", "inspect\njob\nsemaphore\n",
 		"inspect\n\n\n", "name\n_\nbackup-job-7\n", "name\n_\n  a b  \n", "name\n_\n\n",
 		"name\n\n\xff\n", "name\n_\n" + rep("n", 65) + "\n",
+		"session\n_\n\n", "session\n_\n30\n", "session\n\n0\n", "session\n_\n1 2\n",
+		"resume\n0123456789abcdef\n00112233445566778899aabbccddeeff\n", "resume\nab\n\n", "resume\n\nx\n",
+		"bye\n_\n\n", "bye\n\nsee you\n",
 	}
 	// Pipelined mixes.
 	seeds = append(seeds, strings.Join(seeds[10:30], ""), toCRLF(strings.Join(seeds[30:50], "")))
@@ -413,7 +421,8 @@ func FuzzParseResponse(f *testing.F) {
 		"acquired tok 9223372037", "ok tok -1", `ok {"json":1}`, `ok {"a b": 5}`, "ok [1]", "ok a b c",
 		"queued", "timeout", "error", "error_auth", "error_max_locks", "error_max_waiters",
 		"error_limit_mismatch", "error_not_enqueued", "error_already_enqueued", "error_lease_expired",
-		"error_draining", "timeout x", "sig", "sig ", "sig a", "sig a ", "sig a.b  payload with spaces",
+		"error_draining", "error_session", "ok 0123456789abcdef 00112233445566778899aabbccddeeff 15", "ok 2 1",
+		"timeout x", "sig", "sig ", "sig a", "sig a ", "sig a.b  payload with spaces",
 		"sig  x", "OK", "ok\r", "\xff", "ok \xff 1",
 	} {
 		f.Add([]byte(s))

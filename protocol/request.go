@@ -20,11 +20,11 @@ const (
 // (or convert to string) anything that must outlive that.
 type Request struct {
 	Cmd     Command
-	Key     []byte        // key, pattern or channel (raw, CR-stripped); nil for auth, ping, stats
+	Key     []byte        // key, pattern or channel (raw, CR-stripped); resume: the session id; nil for auth, ping, stats, name, session, bye
 	Timeout time.Duration // l, sl, w, sw: whole seconds, 0..MaxSeconds
-	TTL     time.Duration // l, sl, n, sn, e, se: lease, whole seconds; 0 = not given (server default)
+	TTL     time.Duration // l, sl, n, sn, e, se: lease; session: session TTL; whole seconds; 0 = not given (server default)
 	Limit   int           // sl, se: >= 1
-	Token   []byte        // r, sr, n, sn: the lease token; auth: the trimmed credential (may be empty)
+	Token   []byte        // r, sr, n, sn: the lease token; auth: the trimmed credential (may be empty); resume: the session secret
 	Group   []byte        // listen, unlisten: trimmed queue-group name; empty = no group
 	Payload []byte        // signal: the arg line verbatim (not trimmed), never blank
 	Name    []byte        // name: the trimmed connection name, 1..MaxName printable ASCII bytes
@@ -163,7 +163,17 @@ func parseArgs(req *Request, key, arg []byte) error {
 			return ErrBadName
 		}
 		req.Name = n
-	case CmdPing, CmdStats:
+	case CmdSession: // [<ttl>]; the key line is ignored
+		if a := trimSpace(arg); len(a) > 0 {
+			return parseLease(a, &req.TTL)
+		}
+	case CmdResume: // <secret>; the key is the session id
+		sec := trimSpace(arg)
+		if len(sec) == 0 {
+			return ErrEmptyToken
+		}
+		req.Token = sec
+	case CmdPing, CmdStats, CmdBye:
 		// key and arg are ignored
 	default:
 		return ErrUnknownCommand

@@ -27,6 +27,7 @@ var allStatuses = []struct {
 	{StatusErrLeaseExpired, "error_lease_expired"},
 	{StatusErrDraining, "error_draining"},
 	{StatusSignal, "sig"},
+	{StatusErrSession, "error_session"},
 }
 
 func TestStatusStrings(t *testing.T) {

@@ -23,10 +23,11 @@ const (
 	StatusErrLeaseExpired                      // "error_lease_expired"
 	StatusErrDraining                          // "error_draining"
 	StatusSignal                               // "sig" (server push frame)
+	StatusErrSession                           // "error_session" (the session extension)
 )
 
 // numStatuses bounds the Status values: 1..numStatuses-1 are defined.
-const numStatuses = int(StatusSignal) + 1
+const numStatuses = int(StatusErrSession) + 1
 
 var statusWords = [numStatuses]string{
 	StatusOK:                 "ok",
@@ -43,6 +44,7 @@ var statusWords = [numStatuses]string{
 	StatusErrLeaseExpired:    "error_lease_expired",
 	StatusErrDraining:        "error_draining",
 	StatusSignal:             "sig",
+	StatusErrSession:         "error_session",
 }
 
 // statusLines holds "word\n" for every status and statusPrefixes "word ",
@@ -111,6 +113,8 @@ func ParseStatus(b []byte) Status {
 		return StatusErrDraining
 	case "sig":
 		return StatusSignal
+	case "error_session":
+		return StatusErrSession
 	}
 	return 0
 }
