@@ -93,10 +93,10 @@ type session struct {
 	owner *core.Owner
 	// ns is the connection's named session, nil when unnamed
 	// (sessions.go). Only the session goroutine touches it.
-	ns *core.Session
-	rd    connReader
-	dec   *protocol.Decoder
-	req   protocol.Request
+	ns  *core.Session
+	rd  connReader
+	dec *protocol.Decoder
+	req protocol.Request
 
 	// Set before the session starts and never changed: read by stats.
 	transport string
