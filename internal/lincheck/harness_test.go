@@ -219,15 +219,16 @@ func (h *harness) waitGone(remote string) int64 {
 	}
 }
 
-// tick advances the test clock by d, ends the detached sessions whose
-// TTL passed (in a session run, as the server's Run loop does) and, per
-// mode, sweeps: 0 = nothing, 1 = ExpireDue + Sweep, 2 = ExpireDue only.
+// tick advances the test clock by d and, per mode, sweeps: 0 = nothing,
+// 1 = ExpireDue + Sweep (in a session run, first ExpireSessions, which
+// ends the detached sessions whose TTL passed, as the server's Run loop
+// does), 2 = ExpireDue only.
 func (h *harness) tick(client int, d time.Duration, mode int) {
 	call := h.now()
 	h.clk.Advance(d)
 	h.record(client, Input{Op: OpAdvance, D: d}, Output{Status: "ok"}, call, h.now())
 	h.st.advances.Add(1)
-	if h.sessions {
+	if h.sessions && mode == 1 {
 		call = h.now()
 		before := h.ts.Engine.SessionStats().Expired
 		h.ts.Engine.ExpireSessions()
@@ -537,6 +538,11 @@ func (c *client) leaseArg() (string, time.Duration) {
 		return "", defaultTTL
 	}
 	s := 2 + c.rng.Intn(12)
+	if c.h.sessions {
+		// Shorter: the waits behind a lease are shorter, and so are the
+		// blocking requests' intervals (see sessionTTL).
+		s = 1 + c.rng.Intn(6)
+	}
 	return " " + strconv.Itoa(s), time.Duration(s) * time.Second
 }
 
@@ -770,11 +776,12 @@ func run(t *testing.T, cfg runConfig, checkTimeout time.Duration) *harness {
 	tickRng := rand.New(rand.NewSource(master.Int63()))
 	faultRng := rand.New(rand.NewSource(master.Int63()))
 	stop := time.Now().Add(cfg.duration)
-	var wg sync.WaitGroup
+	var wg, active sync.WaitGroup
+	var finished atomic.Bool
 	for _, c := range clients {
-		wg.Add(1)
+		active.Add(1)
 		go func() {
-			defer wg.Done()
+			defer active.Done()
 			for time.Now().Before(stop) && !t.Failed() {
 				c.step(cfg.faults)
 			}
@@ -782,9 +789,17 @@ func run(t *testing.T, cfg runConfig, checkTimeout time.Duration) *harness {
 		}()
 	}
 	wg.Add(1)
-	go func() { // the clock
+	go func() { // the clients are done when their last requests are
 		defer wg.Done()
-		for time.Now().Before(stop) {
+		active.Wait()
+		finished.Store(true)
+	}()
+	wg.Add(1)
+	go func() { // the clock, until the last client is done: a request
+		// still waiting at the stop is granted as leases and sessions
+		// run out, instead of waiting out its timeout
+		defer wg.Done()
+		for time.Now().Before(stop) || !finished.Load() {
 			time.Sleep(time.Duration(500+tickRng.Intn(3000)) * time.Microsecond)
 			if h.quiet.Load() > 0 {
 				continue

@@ -77,7 +77,7 @@ package lincheck
 import (
 	"cmp"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"time"
@@ -263,12 +263,24 @@ type State struct {
 	Sessions  []Session     // sorted by owner
 }
 
+// clone copies the holders and the queue, which most steps change.
+// Lapsed and Sessions, which few do, stay shared: they are never changed
+// in place, only replaced (see ownSessions).
 func (s State) clone() State {
-	s.Holders = slices.Clone(s.Holders)
-	s.Queue = slices.Clone(s.Queue)
-	s.Lapsed = slices.Clone(s.Lapsed)
-	s.Sessions = slices.Clone(s.Sessions)
+	s.Holders = cloneSlice(s.Holders)
+	s.Queue = cloneSlice(s.Queue)
 	return s
+}
+
+// ownSessions gives s a private copy of its sessions, to change.
+func (s *State) ownSessions() { s.Sessions = cloneSlice(s.Sessions) }
+
+// cloneSlice copies x, keeping an empty one nil (no allocation).
+func cloneSlice[T any](x []T) []T {
+	if len(x) == 0 {
+		return nil
+	}
+	return append(make([]T, 0, len(x)+1), x...)
 }
 
 func boolCmp(a, b bool) int {
@@ -296,7 +308,7 @@ func (s *State) removeHolder(i int) {
 }
 
 func (s *State) addLapse(l Lapse) {
-	s.Lapsed = append(s.Lapsed, l)
+	s.Lapsed = append(cloneSlice(s.Lapsed), l)
 	slices.SortFunc(s.Lapsed, func(a, b Lapse) int { return cmp.Or(cmp.Compare(a.Owner, b.Owner), boolCmp(a.Parked, b.Parked)) })
 }
 
@@ -405,7 +417,9 @@ func (s *State) owns(owner int) bool {
 func (s *State) release(owner int) {
 	s.Queue = slices.DeleteFunc(s.Queue, func(w Waiter) bool { return w.Owner == owner })
 	s.Holders = slices.DeleteFunc(s.Holders, func(h Holder) bool { return h.Owner == owner })
-	s.Lapsed = slices.DeleteFunc(s.Lapsed, func(l Lapse) bool { return l.Owner == owner })
+	if slices.ContainsFunc(s.Lapsed, func(l Lapse) bool { return l.Owner == owner }) {
+		s.Lapsed = slices.DeleteFunc(cloneSlice(s.Lapsed), func(l Lapse) bool { return l.Owner == owner })
+	}
 	s.grant()
 }
 
@@ -450,7 +464,7 @@ func (s *State) park(owner int) {
 		}
 	}
 	if i := s.findLapse(owner, false); i >= 0 {
-		s.Lapsed = slices.Delete(s.Lapsed, i, i+1)
+		s.Lapsed = slices.Delete(cloneSlice(s.Lapsed), i, i+1)
 		if !drop {
 			s.addLapse(Lapse{Owner: owner, Parked: true})
 		}
@@ -498,21 +512,22 @@ func (s *State) reveal(h *Holder, tok string) bool {
 // error answers of session, resume and bye change nothing, which the
 // caller's "never executed" already covers.
 func lostOutcomes(op OpKind) []Output {
-	switch op {
-	case OpAcquire:
-		return []Output{{Status: "ok"}, {Status: "timeout"}, {Status: "error_lease_expired"}}
-	case OpRelease:
-		return []Output{{Status: "ok"}, {Status: "error"}}
-	case OpRenew:
-		return []Output{{Status: "ok"}, {Status: "error"}}
-	case OpEnqueue:
-		return []Output{{Status: "acquired"}, {Status: "queued"}, {Status: "error_already_enqueued"}}
-	case OpWait:
-		return []Output{{Status: "ok"}, {Status: "timeout"}, {Status: "error_lease_expired"}, {Status: "error_not_enqueued"}}
-	case OpSession, OpResume, OpBye:
-		return []Output{{Status: "ok"}}
+	if int(op) < len(lost) {
+		return lost[op]
 	}
 	return nil
+}
+
+var lost = [...][]Output{
+	OpAcquire:        {{Status: "ok"}, {Status: "timeout"}, {Status: "error_lease_expired"}},
+	OpRelease:        {{Status: "ok"}, {Status: "error"}},
+	OpRenew:          {{Status: "ok"}, {Status: "error"}},
+	OpEnqueue:        {{Status: "acquired"}, {Status: "queued"}, {Status: "error_already_enqueued"}},
+	OpWait:           {{Status: "ok"}, {Status: "timeout"}, {Status: "error_lease_expired"}, {Status: "error_not_enqueued"}},
+	OpSession:        {{Status: "ok"}},
+	OpResume:         {{Status: "ok"}},
+	OpBye:            {{Status: "ok"}},
+	OpExpireSessions: nil,
 }
 
 // Step returns every state the key can be in after the operation, or
@@ -551,6 +566,7 @@ func step(s State, in Input, out Output) []State {
 		swept.evict()
 		return []State{s, swept}
 	case OpExpireSessions:
+		s.ownSessions()
 		for i := 0; i < len(s.Sessions); {
 			if x := s.Sessions[i]; x.Conn == 0 && x.Deadline <= s.Now {
 				s.Sessions = slices.Delete(s.Sessions, i, i+1)
@@ -562,6 +578,7 @@ func step(s State, in Input, out Output) []State {
 		return []State{s}
 	case OpDisconnect:
 		if i := s.attached(in.Conn); i >= 0 {
+			s.ownSessions()
 			x := &s.Sessions[i]
 			x.Conn, x.Deadline = 0, s.Now+x.TTL
 			s.park(x.Owner)
@@ -575,7 +592,7 @@ func step(s State, in Input, out Output) []State {
 		}
 		owner := s.owner(in.Conn)
 		if i := s.attached(in.Conn); i >= 0 {
-			s.Sessions = slices.Delete(s.Sessions, i, i+1)
+			s.Sessions = slices.Delete(cloneSlice(s.Sessions), i, i+1)
 		}
 		s.release(owner)
 		return []State{s}
@@ -731,7 +748,7 @@ func step(s State, in Input, out Output) []State {
 			if out.Status != "error_not_enqueued" {
 				return nil
 			}
-			s.Lapsed = slices.Delete(s.Lapsed, d, d+1)
+			s.Lapsed = slices.Delete(cloneSlice(s.Lapsed), d, d+1)
 			return []State{s}
 		default:
 			if out.Status != "error_not_enqueued" {
@@ -766,7 +783,7 @@ func (s State) stepTracked(in Input, out Output) []State {
 			s.removeHolder(h)
 			s.grant()
 		case d >= 0:
-			s.Lapsed = slices.Delete(s.Lapsed, d, d+1)
+			s.Lapsed = slices.Delete(cloneSlice(s.Lapsed), d, d+1)
 		default:
 			return nil
 		}
@@ -787,6 +804,7 @@ func (s State) stepSession(in Input, out Output) []State {
 	if out.Status != "ok" || !ttlOK(out, in.TTL) {
 		return nil
 	}
+	s.ownSessions()
 	taken := func(skip int) bool {
 		return out.SID != "" && slices.ContainsFunc(s.Sessions, func(x Session) bool { return x.Owner != skip && x.ID == out.SID })
 	}
@@ -832,6 +850,7 @@ func (s State) stepResume(in Input, out Output) []State {
 		}
 		return []State{s}
 	}
+	s.ownSessions()
 	x := &s.Sessions[i]
 	if out.Status != "ok" || x.Conn != 0 {
 		// A session attached elsewhere is taken over: its connection
@@ -856,24 +875,29 @@ func (s State) Equal(o State) bool {
 		slices.Equal(s.Lapsed, o.Lapsed) && slices.Equal(s.Sessions, o.Sessions)
 }
 
+// hashSeed seeds Hash (a state's hash only has to be stable within a
+// process).
+var hashSeed = maphash.MakeSeed()
+
 // Hash returns a hash consistent with Equal.
 func (s State) Hash() uint64 {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d|%d|%d|", s.Now, s.Limit, s.LastFence)
+	var h maphash.Hash
+	h.SetSeed(hashSeed)
+	maphash.WriteComparable(&h, [3]int64{int64(s.Now), int64(s.Limit), int64(s.LastFence)})
 	for _, x := range s.Holders {
-		fmt.Fprintf(h, "%s,%d,%d,%d,%t,%t,%d;", x.Token, x.Owner, x.Expires, x.TTL, x.Rec, x.Pend, x.Floor)
+		maphash.WriteComparable(&h, x)
 	}
-	h.Write([]byte{'|'})
+	h.WriteByte('|')
 	for _, w := range s.Queue {
-		fmt.Fprintf(h, "%d,%d,%t;", w.Owner, w.TTL, w.Single)
+		maphash.WriteComparable(&h, w)
 	}
-	h.Write([]byte{'|'})
+	h.WriteByte('|')
 	for _, l := range s.Lapsed {
-		fmt.Fprintf(h, "%d,%t;", l.Owner, l.Parked)
+		maphash.WriteComparable(&h, l)
 	}
-	h.Write([]byte{'|'})
+	h.WriteByte('|')
 	for _, x := range s.Sessions {
-		fmt.Fprintf(h, "%s,%s,%d,%d,%d,%d;", x.ID, x.Secret, x.Owner, x.Conn, x.TTL, x.Deadline)
+		maphash.WriteComparable(&h, x)
 	}
 	return h.Sum64()
 }

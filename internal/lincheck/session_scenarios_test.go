@@ -127,7 +127,7 @@ func TestDetachedHolderExpires(t *testing.T) {
 	if n := waiters(h, k); n != 1 {
 		t.Fatalf("%d waiters within the session's TTL; want b still waiting", n)
 	}
-	h.tick(9, 2*time.Second, 0)
+	h.tick(9, 2*time.Second, 1)
 	if out := <-done; out.Status != "ok" {
 		t.Fatalf("waiter after the session expired: %+v", out)
 	}
