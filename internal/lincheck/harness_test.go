@@ -388,9 +388,6 @@ func (c *client) ended(pending *porcupine.Operation) {
 		c.h.record(c.id, pending.Input.(Input), Output{Status: StatusLost}, pending.Call, pending.Return)
 		c.recordEntry(pending, StatusLost)
 		c.h.st.lost.Add(1)
-		if pending.Input.(Input).Op == OpBye {
-			return // the bye's interval covers the end of the connection
-		}
 	}
 	c.h.record(c.id, Input{Op: OpDisconnect, Conn: connID}, Output{Status: "ok"}, cutAt, gone)
 	c.h.st.disconnects.Add(1)
@@ -534,15 +531,17 @@ func (c *client) recordEntry(op *porcupine.Operation, status string) {
 // the engine default.
 
 func (c *client) leaseArg() (string, time.Duration) {
+	if c.h.sessions {
+		// Shorter, never the default: the waits behind a lease are
+		// shorter, and so are the blocking requests' intervals (see
+		// sessionTTL).
+		s := 1 + c.rng.Intn(6)
+		return " " + strconv.Itoa(s), time.Duration(s) * time.Second
+	}
 	if c.rng.Intn(5) == 0 {
 		return "", defaultTTL
 	}
 	s := 2 + c.rng.Intn(12)
-	if c.h.sessions {
-		// Shorter: the waits behind a lease are shorter, and so are the
-		// blocking requests' intervals (see sessionTTL).
-		s = 1 + c.rng.Intn(6)
-	}
 	return " " + strconv.Itoa(s), time.Duration(s) * time.Second
 }
 

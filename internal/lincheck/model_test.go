@@ -379,6 +379,13 @@ func TestCheckerSessions(t *testing.T) {
 			h.add(1, 40, 50, acq(2, 0, s), okTok(tok(2), 10))
 			h.add(1, 60, 70, resumeIn(3, sid1, secret1), Output{Status: "error_session"})
 		},
+		"a lost bye may not have reached the server": func(h *hist) {
+			h.add(0, 0, 5, sessIn(1, s), sessOK(10))
+			h.add(0, 6, 10, acq(1, 0, s), okTok(tok(1), 10))
+			h.add(0, 20, 40, plain(OpBye).with(1), Output{Status: StatusLost})
+			h.add(0, 25, 40, disc(1), okOut)
+			h.add(1, 50, 60, resumeIn(2, sid1, secret1), resumeOK(1, 0))
+		},
 		"a parked place is granted first and collected after resume": func(h *hist) {
 			parkedWaiter(h)
 			h.add(3, 75, 76, acq(5, 0, s), Output{Status: "timeout"})

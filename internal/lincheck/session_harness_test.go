@@ -82,18 +82,24 @@ func (c *client) sessionStep(faults bool) {
 	}
 }
 
-// trackedStep runs one request of any kind on a tracked key; only
-// blocking ones lock with a timeout. Each request that blocks while the
-// clock runs multiplies the checker's work, so only the clients bound to
-// a key block in l (at most two per key), the others try.
+// trackedStep runs one request of any kind on a tracked key. Each
+// request that blocks while the clock runs multiplies the checker's
+// work, so only blocking clients (those bound to a key: at most two per
+// key) lock or wait with a timeout; the others try and poll.
 func (c *client) trackedStep(k keySpec, blocking bool) {
+	timeout := func() int {
+		if blocking {
+			return c.rng.Intn(2)
+		}
+		return 0
+	}
 	switch r := c.rng.Intn(100); {
 	case r < 25:
-		timeout := 0
+		t := 0
 		if blocking && r < 15 {
-			timeout = 1
+			t = 1
 		}
-		out, ok := c.acquire(k, timeout)
+		out, ok := c.acquire(k, t)
 		if ok && out.Status == "ok" && c.rng.Intn(8) == 0 {
 			c.h.st.slowHolds.Add(1)
 			time.Sleep(time.Duration(5+c.rng.Intn(25)) * time.Millisecond)
@@ -103,10 +109,10 @@ func (c *client) trackedStep(k keySpec, blocking bool) {
 	case r < 55:
 		out, ok := c.enqueue(k)
 		if ok && (out.Status == "queued" || out.Status == "acquired") && c.rng.Intn(5) > 0 {
-			c.wait(k, c.rng.Intn(2))
+			c.wait(k, timeout())
 		}
 	case r < 62:
-		c.wait(k, c.rng.Intn(2))
+		c.wait(k, timeout())
 	case r < 82:
 		c.release(k)
 	default:
