@@ -158,6 +158,9 @@ func (c *Conn) Close() error {
 	return c.close()
 }
 
+// idle reports whether c is open with no request in flight.
+func (c *Conn) idle() bool { return len(c.sem) == 0 && !c.closed.Load() }
+
 // close closes nc once; later calls return nil.
 func (c *Conn) close() error {
 	first := false
@@ -268,8 +271,9 @@ func (c *Conn) roundTrip(ctx context.Context, cmd protocol.Command, key, arg str
 		c.abort()
 		if closedBefore {
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
+			return protocol.Response{}, fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, err)
 		}
-		return protocol.Response{}, fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, err)
+		return protocol.Response{}, &connError{fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, err)}
 	}
 	switch resp.Status {
 	case protocol.StatusErrAuth, protocol.StatusErrDraining:
