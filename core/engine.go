@@ -28,7 +28,8 @@ type Engine struct {
 	fence  fence
 	exp    expiryHeap
 	rc     reclaimer
-	subs   sublist // pub/sub subscriptions (sublist.go)
+	subs   sublist      // pub/sub subscriptions (sublist.go)
+	sess   sessionTable // named sessions (session.go)
 	m      engineMetrics
 }
 
@@ -81,8 +82,9 @@ func (e *Engine) at(n int64) time.Time { return e.epoch.Add(time.Duration(n)) }
 // DefaultTTL returns the lease given to requests that name none.
 func (e *Engine) DefaultTTL() time.Duration { return e.opts.DefaultTTL }
 
-// Run hands expired leases on to waiters, sweeps expired leases and
-// collects idle keys until ctx is done. It returns ctx's error. Run must
+// Run hands expired leases on to waiters, sweeps expired leases, ends
+// detached sessions whose TTL has passed and collects idle keys until ctx
+// is done. It returns ctx's error. Run must
 // be called at most once at a time.
 func (e *Engine) Run(ctx context.Context) error {
 	sweep := time.NewTicker(e.opts.SweepInterval)
@@ -95,6 +97,11 @@ func (e *Engine) Run(ctx context.Context) error {
 		next, ok := e.ExpireDue()
 		wait := e.opts.SweepInterval
 		if ok {
+			if d := time.Duration(next - e.now()); d < wait {
+				wait = d
+			}
+		}
+		if next, ok := e.ExpireSessions(); ok {
 			if d := time.Duration(next - e.now()); d < wait {
 				wait = d
 			}

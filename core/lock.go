@@ -142,6 +142,11 @@ func (e *Engine) Lock(ctx context.Context, o *Owner, k Kind, key string, timeout
 // and passed to the next waiter. A grant whose lease ran out before Wait
 // observed it gives ErrLeaseExpired.
 func (t *Ticket) Wait(ctx context.Context, timeout time.Duration) (Lease, error) {
+	return t.wait(ctx, timeout, false)
+}
+
+// wait implements Wait and WaitOrPark.
+func (t *Ticket) wait(ctx context.Context, timeout time.Duration, park bool) (Lease, error) {
 	w := t.w
 	if timeout > 0 {
 		timer := time.NewTimer(timeout)
@@ -152,6 +157,9 @@ func (t *Ticket) Wait(ctx context.Context, timeout time.Duration) (Lease, error)
 		case <-timer.C:
 			return t.e.abandon(w, false, nil)
 		case <-ctx.Done():
+			if park {
+				return t.e.park(w, ctx.Err())
+			}
 			return t.e.abandon(w, true, ctx.Err())
 		}
 	}
@@ -275,6 +283,11 @@ func (e *Engine) Enqueue(o *Owner, k Kind, key string, opt AcquireOptions) (leas
 // timeout (0 = poll once; a timeout leaves the queue). Without a record
 // the answer is ErrNotEnqueued.
 func (e *Engine) Wait(ctx context.Context, o *Owner, k Kind, key string, timeout time.Duration) (Lease, error) {
+	return e.wait(ctx, o, k, key, timeout, false)
+}
+
+// wait implements Wait and WaitOrPark.
+func (e *Engine) wait(ctx context.Context, o *Owner, k Kind, key string, timeout time.Duration, park bool) (Lease, error) {
 	w := o.record(k, key)
 	if w == nil {
 		return Lease{}, ErrNotEnqueued
@@ -285,7 +298,7 @@ func (e *Engine) Wait(ctx context.Context, o *Owner, k Kind, key string, timeout
 		return e.observe(w)
 	}
 	t := Ticket{e: e, w: w}
-	return t.Wait(ctx, timeout)
+	return t.wait(ctx, timeout, park)
 }
 
 // Release gives back the slot named by token. Any owner may release any

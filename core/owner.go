@@ -133,6 +133,16 @@ func (s *heldSet) pruneStale() {
 	s.prune = 2*len(s.big) + 4*smallHeld
 }
 
+// each calls f for every resource in the set.
+func (s *heldSet) each(f func(r *resource)) {
+	for _, he := range s.small {
+		f(he.r)
+	}
+	for r := range s.big {
+		f(r)
+	}
+}
+
 // drain calls f for every resource in the set and empties it.
 func (s *heldSet) drain(f func(r *resource)) {
 	for _, he := range s.small {

@@ -101,6 +101,14 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		sess.inspect(req) // inspect.go
 	case protocol.CmdName:
 		sess.setName(req)
+	case protocol.CmdSession:
+		sess.nameSession(req) // sessions.go
+	case protocol.CmdResume:
+		sess.resume(req)
+	case protocol.CmdBye:
+		sess.reply(protocol.StatusOK)
+		sess.flush()
+		return CloseBye, true
 	default:
 		sess.reply(protocol.StatusError)
 	}
@@ -131,7 +139,12 @@ func (sess *session) lock(req *protocol.Request) (CloseReason, bool) {
 	l, t, err := e.Acquire(sess.owner, kindOf(req.Cmd), view(req.Key), opt)
 	if err == nil && t != nil {
 		alive := sess.block(func(ctx context.Context) {
-			l, err = t.Wait(ctx, req.Timeout)
+			if sess.ns != nil {
+				// A named session keeps the place if the connection drops.
+				l, err = t.WaitOrPark(ctx, req.Timeout)
+			} else {
+				l, err = t.Wait(ctx, req.Timeout)
+			}
 		})
 		if !alive {
 			return sess.gone(), true
@@ -167,7 +180,11 @@ func (sess *session) wait(req *protocol.Request) (CloseReason, bool) {
 	var err error
 	if req.Timeout > 0 && sess.owner.Queued(k, key) {
 		alive := sess.block(func(ctx context.Context) {
-			l, err = e.Wait(ctx, sess.owner, k, key, req.Timeout)
+			if sess.ns != nil {
+				l, err = e.WaitOrPark(ctx, sess.owner, k, key, req.Timeout)
+			} else {
+				l, err = e.Wait(ctx, sess.owner, k, key, req.Timeout)
+			}
 		})
 		if !alive {
 			return sess.gone(), true
@@ -211,6 +228,10 @@ type statsBody struct {
 	// (reqcount.go).
 	Requests               uint64         `json:"requests"`
 	ConnectionsByTransport map[string]int `json:"connections_by_transport"`
+	// Sessions counts the named sessions with a connection,
+	// DetachedSessions those waiting to be resumed (sessions.go).
+	Sessions         int `json:"sessions"`
+	DetachedSessions int `json:"detached_sessions"`
 	// Totals counts the entries each list would have without the cap
 	// (Options.StatsMaxItems); Truncated says some list is shorter.
 	Totals    statsTotals `json:"totals"`
@@ -305,6 +326,8 @@ func (s *Server) statsAnswer() ([]byte, error) {
 		Truncated:      st.Truncated() || len(s.statsChannels) < nchannels || len(s.statsClients) < nclients,
 	}
 	sb.Requests, sb.ConnectionsByTransport = s.requestCounts()
+	ss := e.SessionStats()
+	sb.Sessions, sb.DetachedSessions = ss.Attached, ss.Detached
 	err := json.NewEncoder(&s.statsBuf).Encode(sb)
 	// The scratch must not keep keys, patterns or remotes alive.
 	clear(st.Locks)

@@ -18,10 +18,33 @@ import (
 // the connection lives, which may be after the session ended (leases kept
 // on disconnect): it is a small allocation of its own, and does not keep
 // the session's buffers alive.
+//
+// A named session (sessions.go) keeps its first connection's tag for its
+// whole life: a resume points it at the new connection (conn, remote,
+// identity and name), and detached says no connection is attached.
 type connTag struct {
-	remote string                 // never changes
-	ident  atomic.Pointer[string] // authenticated identity, nil = none
-	name   atomic.Pointer[string] // set by `name`, nil = none
+	conn     atomic.Uint64          // connection id, 0 = the owner's id
+	remote   atomic.Pointer[string] // never nil
+	ident    atomic.Pointer[string] // authenticated identity, nil = none
+	name     atomic.Pointer[string] // set by `name`, nil = none
+	session  atomic.Pointer[string] // named session id, nil = unnamed
+	detached atomic.Bool            // the named session has no connection
+}
+
+func newConnTag(remote string) *connTag {
+	t := &connTag{}
+	t.remote.Store(&remote)
+	return t
+}
+
+// moveTo points t, the tag of a resumed session, at the connection now
+// attached, whose own tag is now.
+func (t *connTag) moveTo(id uint64, now *connTag) {
+	t.conn.Store(id)
+	t.remote.Store(now.remote.Load())
+	t.ident.Store(now.ident.Load())
+	t.name.Store(now.name.Load())
+	t.detached.Store(false)
 }
 
 // connName returns the name the connection gave itself, "" if none; other
@@ -77,6 +100,10 @@ type inspectConn struct {
 	Remote   string `json:"remote"`
 	Identity string `json:"identity"`
 	Name     string `json:"name"`
+	// Session is the named session's id ("" = unnamed); Detached says
+	// its connection is gone and it waits to be resumed.
+	Session  string `json:"session,omitempty"`
+	Detached bool   `json:"detached,omitempty"`
 }
 
 type inspectHolder struct {
@@ -99,7 +126,13 @@ type inspectWaiter struct {
 func connOf(id uint64, tag any) inspectConn {
 	c := inspectConn{ConnID: id}
 	if t, ok := tag.(*connTag); ok {
-		c.Remote, c.Identity, c.Name = t.remote, t.identity(), t.connName()
+		c.Remote, c.Identity, c.Name = *t.remote.Load(), t.identity(), t.connName()
+		if id := t.conn.Load(); id != 0 {
+			c.ConnID = id
+		}
+		if sid := t.session.Load(); sid != nil {
+			c.Session, c.Detached = *sid, t.detached.Load()
+		}
 	}
 	return c
 }

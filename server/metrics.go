@@ -163,8 +163,8 @@ type totals struct {
 	owner                         core.OwnerMetrics
 }
 
-// add adds sess's counters into t.
-func (t *totals) add(sess *session) {
+// add adds sess's counters into t, and its owner's with owner.
+func (t *totals) add(sess *session, owner bool) {
 	for c := range sess.m.rows {
 		row := sess.m.rows[c].Load()
 		if row == nil {
@@ -183,7 +183,9 @@ func (t *totals) add(sess *session) {
 	t.published += sess.m.published.Load()
 	t.delivered += sess.m.delivered.Load()
 	t.dropped += sess.m.dropped.Load()
-	sess.owner.AddMetricsTo(&t.owner)
+	if owner {
+		sess.owner.AddMetricsTo(&t.owner)
+	}
 }
 
 // srvMetrics is the server's share of the metrics. Except for
@@ -203,9 +205,10 @@ func (m *srvMetrics) accept(transport string) {
 	m.accepted[transport]++
 }
 
-// retire adds a closed session's counters; Server.mu is held.
-func (m *srvMetrics) retire(sess *session) {
-	m.retired.add(sess)
+// retire adds a closed session's counters, and its owner's with owner
+// (not for an owner kept by a detached named session); Server.mu is held.
+func (m *srvMetrics) retire(sess *session, owner bool) {
+	m.retired.add(sess, owner)
 	switch sess.m.reason {
 	case CloseAuthFailed:
 		m.refused[refusedAuth]++
@@ -274,10 +277,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	s.mu.Lock()
 	*t = s.met.retired
 	for sess := range s.sessions {
-		t.add(sess)
+		t.add(sess, true)
 		open[sess.transport]++
 		subs += sess.m.subs.Load()
 	}
+	s.opts.Engine.AddDetachedMetricsTo(&t.owner)
 	accepted := maps.Clone(s.met.accepted)
 	refused := s.met.refused
 	s.mu.Unlock()

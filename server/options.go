@@ -85,4 +85,10 @@ type Options struct {
 	// truncated is true. It bounds the size and the cost of one answer
 	// (0 = 1000; negative = no lists, totals only).
 	StatsMaxItems int
+	// SessionTTL is how long a named session whose connection was lost
+	// is kept for a resume when its `session` request names no TTL
+	// (0 = DefaultSessionTTL, 15s). SessionTTLMax caps the TTL a request
+	// may ask for (0 = DefaultSessionTTLMax, 300s).
+	SessionTTL    time.Duration
+	SessionTTLMax time.Duration
 }

@@ -70,6 +70,7 @@ type Server struct {
 	listeners map[net.Listener]*listenerState
 	stopped   []string // listeners whose accept loop ended on its own (ready.go)
 	sessions  map[*session]struct{}
+	attached  map[*core.Session]*session // named sessions by their connection (sessions.go)
 	perIP     map[string]int
 	nconns    int
 	met       srvMetrics // metrics.go; guarded by mu except where noted
@@ -91,6 +92,7 @@ func New(opts Options) *Server {
 		log:       opts.Logger,
 		listeners: make(map[net.Listener]*listenerState),
 		sessions:  make(map[*session]struct{}),
+		attached:  make(map[*core.Session]*session),
 		perIP:     make(map[string]int),
 
 		drainPoke:   drainPokeEvery,
@@ -267,10 +269,17 @@ func (s *Server) admit(c net.Conn, transportName string, peerAuth auth.PeerAuthe
 }
 
 // forget unregisters a finished session.
-func (s *Server) forget(sess *session) {
+// With detach, the connection's named session is detached in the same
+// step, and its owner's counters stay with the engine's detached sessions.
+func (s *Server) forget(sess *session, detach bool) {
 	s.mu.Lock()
 	delete(s.sessions, sess)
-	s.met.retire(sess)
+	if detach {
+		s.opts.Engine.DetachSession(sess.ns)
+		delete(s.attached, sess.ns)
+		sess.tag.detached.Store(true)
+	}
+	s.met.retire(sess, !detach)
 	s.nconns--
 	if n := s.perIP[sess.ip] - 1; n > 0 {
 		s.perIP[sess.ip] = n

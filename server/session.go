@@ -52,6 +52,7 @@ const (
 	CloseServerClosed
 	CloseSlowConsumer
 	CloseHandshakeFailed
+	CloseBye
 )
 
 var closeReasons = [...]string{
@@ -66,6 +67,7 @@ var closeReasons = [...]string{
 	CloseServerClosed:    "server_closed",
 	CloseSlowConsumer:    "slow_consumer",
 	CloseHandshakeFailed: "handshake_failed",
+	CloseBye:             "bye",
 }
 
 // String returns the reason's log name.
@@ -81,14 +83,20 @@ func (r CloseReason) String() string {
 // is already buffered, so pipelined requests share one write, or when out
 // has grown past flushAt.
 type session struct {
-	srv   *Server
-	conn  net.Conn
-	id    uint64
-	ip    string
+	srv  *Server
+	conn net.Conn
+	id   uint64
+	ip   string
+	// owner is the engine's owner of what the connection holds and waits
+	// for: its own, or after a resume the named session's. Only the
+	// session goroutine uses it; a resume replaces it under Server.mu.
 	owner *core.Owner
-	rd    connReader
-	dec   *protocol.Decoder
-	req   protocol.Request
+	// ns is the connection's named session, nil when unnamed
+	// (sessions.go). Only the session goroutine touches it.
+	ns  *core.Session
+	rd  connReader
+	dec *protocol.Decoder
+	req protocol.Request
 
 	// Set before the session starts and never changed: read by stats.
 	transport string
@@ -128,7 +136,7 @@ type session struct {
 func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peerAuth auth.PeerAuthenticator, pi peerInfo) *session {
 	sess := &session{srv: s, conn: c, id: id, ip: ip, transport: transportName, peerAuth: peerAuth, pi: pi}
 	sess.remote = remoteName(c, pi.cred)
-	sess.tag = &connTag{remote: sess.remote}
+	sess.tag = newConnTag(sess.remote)
 	sess.owner = core.NewOwnerWithTag(id, sess.tag) // inspect shows the remote, identity and name
 	sess.rd = connReader{conn: c, early: sess.readAfterDeadline}
 	sess.dec = protocol.NewDecoder(&sess.rd)
@@ -185,10 +193,10 @@ func (sess *session) serve() {
 		}
 	}
 	sess.dropSubscriptions()
-	s.opts.Engine.ReleaseOwner(sess.owner)
+	detach := sess.endOwner(reason) // sessions.go
 	sess.conn.Close()
 	sess.m.reason = reason
-	s.forget(sess)
+	s.forget(sess, detach)
 	s.log.Debug("connection closed", "conn", sess.id, "transport", sess.transport, "remote", sess.remote,
 		"reason", reason.String(), "identity", sess.identity(), "name", sess.connName())
 }

@@ -29,11 +29,12 @@ func TestEdge44_StatsArraysNeverNull(t *testing.T) {
 		t.Fatalf("stats %q lacks \"signal_channels\":[]", line)
 	}
 	st, raw := wireStats(t, c)
-	if len(raw) != 12 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
+	if len(raw) != 14 || string(raw["slow_consumers"]) != "0" || string(raw["clients"]) == "null" ||
 		string(raw["truncated"]) != "false" || string(raw["requests"]) != "2" ||
-		string(raw["connections_by_transport"]) != `{"tcp":1}` {
+		string(raw["connections_by_transport"]) != `{"tcp":1}` ||
+		string(raw["sessions"]) != "0" || string(raw["detached_sessions"]) != "0" {
 		t.Fatalf("stats has %d members; want connections, five arrays, slow_consumers 0, clients, requests 2, "+
-			"connections_by_transport, totals and truncated false: %s", len(raw), line)
+			"connections_by_transport, sessions 0, detached_sessions 0, totals and truncated false: %s", len(raw), line)
 	}
 	const zeroTotals = `{"locks":0,"semaphores":0,"idle_locks":0,"idle_semaphores":0,"signal_channels":0,"clients":1}`
 	if string(raw["totals"]) != zeroTotals {
