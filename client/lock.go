@@ -553,9 +553,8 @@ func (h *holder) sessionOf(c *Conn) *Session {
 // reconnect replaces c, the current connection, which failed, by a new
 // connection that resumed the session: it retries with back-off (see
 // resumeSession) until deadline or until ctx or the acquisition ends. It
-// returns the new connection and the counts of the resume. When the
-// session is gone for good (resume answered error_session, or deadline
-// passed), the acquisition forgets it.
+// returns the new connection and the counts of the resume. When resume
+// answers error_session, the acquisition forgets the session.
 func (h *holder) reconnect(ctx context.Context, c *Conn, deadline time.Time, expired error) (*Conn, int, int, error) {
 	h.mu.Lock()
 	if h.conn != c || h.sess == nil {
@@ -573,7 +572,7 @@ func (h *holder) reconnect(ctx context.Context, c *Conn, deadline time.Time, exp
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
-		if h.conn == c && errors.Is(err, ErrSessionGone) && !errors.Is(err, ErrLeaseExpired) {
+		if h.conn == c && answerStatus(err) == protocol.StatusErrSession {
 			h.sess = nil
 		}
 		if gen.Err() != nil && ctx.Err() != nil {
@@ -794,20 +793,31 @@ func (h *holder) lostChan() <-chan struct{} {
 }
 
 // renew is the renewal goroutine of one held lease: every lease ×
-// RenewRatio, less up to RenewJitter of that, it renews on c. When c's
-// connection fails and a session is named, it reconnects and resumes (see
-// reconnect) — until the session TTL has passed since the failure, or
-// the lease has certainly ended — and renews at once on the new
-// connection. The first renewal the server refuses, or a reconnection
-// that gives up, marks the lease lost and ends the goroutine; a stop
-// request ends it quietly, even when it made the renewal in flight fail.
+// RenewRatio, less up to RenewJitter of that, it renews on c — with a
+// session, at least every third of the session TTL, so that a dropped
+// connection is noticed while the session lasts.
+//
+// When c's connection fails and a session is named, it reconnects and
+// resumes (see reconnect), and renews at once on the new connection. It
+// keeps trying only while the session and the lease are certainly still
+// alive on the server: until the session TTL, or the lease, has passed
+// since the last renewal the server answered was sent (the server's
+// clocks start no earlier than that). The first renewal the server
+// refuses, or a reconnection that gives up, marks the lease lost and ends
+// the goroutine; a stop request ends it quietly, even when it made the
+// renewal in flight fail.
 func (h *holder) renew(r *renewal, c *Conn, cfg resourceConfig, token string, leaseTTL int, lost chan struct{}) {
 	defer close(r.done)
-	// The server's lease ends at most leaseTTL after the answer that set
-	// it was received.
-	leaseEnd := time.Now().Add(time.Duration(leaseTTL) * time.Second)
+	var sessTTL time.Duration
+	if sess := h.sessionOf(c); sess != nil {
+		sessTTL = sess.TTL
+	}
+	// Until when the lease and the session are certainly alive on the
+	// server (the grant was answered just now).
+	now := time.Now()
+	leaseEnd, sessEnd := now.Add(time.Duration(leaseTTL)*time.Second), now.Add(sessTTL)
 	for {
-		t := time.NewTimer(renewInterval(leaseTTL, cfg.ratio, cfg.jitter))
+		t := time.NewTimer(renewInterval(leaseTTL, cfg.ratio, cfg.jitter, sessTTL/3))
 		select {
 		case <-r.ctx.Done():
 			t.Stop()
@@ -823,23 +833,24 @@ func (h *holder) renew(r *renewal, c *Conn, cfg resourceConfig, token string, le
 			// pointless; the deadline also closes a connection to a hung
 			// server.
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(max(leaseTTL, 1))*time.Second)
+			sent := time.Now()
 			n, err = c.renew(ctx, cfg.sem, cfg.key, token, cfg.lease)
 			cancel()
 			if r.ctx.Err() != nil {
 				return
 			}
 			if err == nil {
-				leaseEnd = time.Now().Add(time.Duration(n) * time.Second)
+				leaseEnd, sessEnd = sent.Add(time.Duration(n)*time.Second), sent.Add(sessTTL)
 				break
 			}
-			sess := h.sessionOf(c)
-			if sess == nil || isAnswer(err) || errors.Is(err, ErrInvalid) {
+			if h.sessionOf(c) == nil || isAnswer(err) || errors.Is(err, ErrInvalid) {
 				break // no session to resume, or the server said no
 			}
-			deadline, expired := time.Now().Add(sess.TTL), ErrSessionGone
+			deadline, expired := sessEnd, ErrSessionGone
 			if leaseEnd.Before(deadline) {
 				deadline, expired = leaseEnd, ErrLeaseExpired
 			}
+			before := time.Now()
 			nc, _, _, rerr := h.reconnect(r.ctx, c, deadline, expired)
 			if r.ctx.Err() != nil {
 				return
@@ -848,7 +859,9 @@ func (h *holder) renew(r *renewal, c *Conn, cfg resourceConfig, token string, le
 				err = rerr
 				break
 			}
-			c = nc // renew at once on the new connection
+			// The resume was sent after before: the session's clock
+			// restarted no earlier.
+			c, sessEnd = nc, before.Add(sessTTL)
 		}
 		if err != nil {
 			h.mu.Lock()
@@ -872,10 +885,13 @@ func (h *holder) renew(r *renewal, c *Conn, cfg resourceConfig, token string, le
 	}
 }
 
-// renewInterval is lease × ratio, made up to jitter of that earlier at
-// random, and never below 10 ms.
-func renewInterval(leaseTTL int, ratio, jitter float64) time.Duration {
+// renewInterval is lease × ratio, capped at most (when positive), made up
+// to jitter of that earlier at random, and never below 10 ms.
+func renewInterval(leaseTTL int, ratio, jitter float64, most time.Duration) time.Duration {
 	d := float64(time.Duration(leaseTTL)*time.Second) * ratio
+	if most > 0 {
+		d = min(d, float64(most))
+	}
 	d -= d * jitter * rand.Float64()
 	return max(time.Duration(d), 10*time.Millisecond)
 }

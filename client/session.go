@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -126,7 +127,8 @@ func (c *Conn) Bye(ctx context.Context) error {
 	if err != nil {
 		return unsupported(c, err)
 	}
-	return c.Close()
+	_ = c.Close() // the server closes its end: the error says nothing
+	return nil
 }
 
 // unsupported turns a plain `error` answer to an extension request, on a
@@ -157,23 +159,14 @@ func parseSession(resp *protocol.Response) (Session, bool) {
 
 // parseResumed parses "ok <held> <queued>". The protocol package reads
 // two numbers as a grant ("ok <token> <secs>"), so that is where they are
-// found, unless the second is too large to be seconds.
+// found; counts above 2³¹ are not believed.
 func parseResumed(resp *protocol.Response) (held, queued int, ok bool) {
-	var a, b string
-	switch {
-	case resp.Token != "":
-		a, b = resp.Token, strconv.FormatInt(int64(resp.TTL/time.Second), 10)
-	case resp.Body != nil:
-		var found bool
-		if a, b, found = strings.Cut(string(resp.Body), " "); !found {
-			return 0, 0, false
-		}
-	default:
+	if resp.Token == "" {
 		return 0, 0, false
 	}
-	h, ok1 := parseCount(a)
-	q, ok2 := parseCount(b)
-	if !ok1 || !ok2 || h > 1<<31 || q > 1<<31 {
+	h, ok1 := parseCount(resp.Token)
+	q := int64(resp.TTL / time.Second)
+	if !ok1 || h > math.MaxInt32 || q > math.MaxInt32 {
 		return 0, 0, false
 	}
 	return int(h), int(q), true
