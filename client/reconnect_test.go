@@ -1,12 +1,18 @@
 package client
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dflockd/dflockd/internal/faultproxy"
+	"github.com/dflockd/dflockd/server"
 )
 
 // proxied is a TCP test server behind a fault-injecting proxy.
@@ -150,5 +156,394 @@ func TestSignalReconnectWindow(t *testing.T) {
 	}
 	if s.Reconnects() != 0 {
 		t.Fatalf("Reconnects = %d", s.Reconnects())
+	}
+}
+
+// fencedResource stands for a resource guarded by one lock key: at most
+// one client inside at a time, and each entry with a greater fence than
+// every earlier one (a fenced store would reject the others).
+type fencedResource struct {
+	mu         sync.Mutex
+	inside     string
+	maxFence   uint64
+	violations []string
+}
+
+func (r *fencedResource) enter(who, token string) {
+	fence, err := FenceFromToken(token)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil:
+		r.violations = append(r.violations, fmt.Sprintf("%s entered with token %q: %v", who, token, err))
+	case r.inside != "":
+		r.violations = append(r.violations, fmt.Sprintf("%s entered (fence %d) while %s is inside", who, fence, r.inside))
+	case fence <= r.maxFence:
+		r.violations = append(r.violations, fmt.Sprintf("%s entered with stale fence %d (max %d)", who, fence, r.maxFence))
+	}
+	r.inside, r.maxFence = who, max(r.maxFence, fence)
+}
+
+func (r *fencedResource) exit(who string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.inside == who {
+		r.inside = ""
+	}
+}
+
+func (r *fencedResource) check(t testing.TB) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range r.violations {
+		t.Error(v)
+	}
+}
+
+// leaseHolder is what the tests need of Lock and Semaphore.
+type leaseHolder interface {
+	Acquire(ctx context.Context) (bool, error)
+	Release(ctx context.Context) error
+	Close() error
+	Token() string
+	Lost() <-chan struct{}
+}
+
+// contend acquires h in a goroutine and enters res when granted; the
+// returned channel receives Acquire's result.
+func contend(ctx context.Context, h leaseHolder, who string, res *fencedResource) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ok, err := h.Acquire(ctx)
+		if err == nil && !ok {
+			err = errors.New(who + ": Acquire timed out")
+		}
+		if err == nil {
+			res.enter(who, h.Token())
+		}
+		done <- err
+	}()
+	return done
+}
+
+// waitDone waits up to 10s for an Acquire started by contend.
+func waitDone(t testing.TB, who string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: not granted within 10s", who)
+	}
+}
+
+// notDone fails if an Acquire started by contend has returned.
+func notDone(t testing.TB, who string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s: Acquire returned (%v) while the lock should be held elsewhere", who, err)
+	default:
+	}
+}
+
+// inspectKey returns the inspect answer for key in the namespace of kind.
+func inspectKey(t testing.TB, c *Conn, key string, sem bool) *KeyInfo {
+	t.Helper()
+	ki, err := c.Inspect(ctxT(t), key, sem)
+	if err != nil {
+		t.Fatalf("Inspect: %v", err)
+	}
+	return ki
+}
+
+// TestLockSessionHolderCut: the connection of a holder is cut three
+// times; each time it reconnects through the proxy and resumes its session,
+// keeping the same lease (same fence) and renewing it past several lease
+// periods, while a contender waits: no one else ever enters. Release
+// after the cuts releases, the contender gets the lock, and no session
+// lingers. Both for a lock and a semaphore.
+func TestLockSessionHolderCut(t *testing.T) {
+	for _, sem := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lock", true: "semaphore"}[sem], func(t *testing.T) {
+			t.Parallel()
+			ps := startProxied(t, serverConfig{})
+			ctx := ctxT(t)
+			var lostErr atomic.Pointer[error]
+			onErr := func(err error) { lostErr.Store(&err) }
+			mk := func(servers []string, name string) leaseHolder {
+				if sem {
+					return &Semaphore{Key: "k", Limit: 1, Servers: servers, LeaseTTL: 1, AcquireTimeout: 30 * time.Second,
+						SessionTTL: 10 * time.Second, Name: name, OnRenewError: onErr}
+				}
+				return &Lock{Key: "k", Servers: servers, LeaseTTL: 1, AcquireTimeout: 30 * time.Second,
+					SessionTTL: 10 * time.Second, Name: name, OnRenewError: onErr}
+			}
+			holder := mk([]string{ps.via}, "holder")
+			contender := mk([]string{ps.Addr}, "contender") // direct: never cut
+			defer holder.Close()
+			defer contender.Close()
+			obs := ps.dial(t)
+			var res fencedResource
+			defer res.check(t)
+
+			if ok, err := holder.Acquire(ctx); !ok || err != nil {
+				t.Fatalf("Acquire = %v, %v", ok, err)
+			}
+			tok := holder.Token()
+			fence, _ := FenceFromToken(tok)
+			res.enter("holder", tok)
+			done := contend(ctx, contender, "contender", &res)
+			eventually(t, "the contender to queue", func() bool { return len(inspectKey(t, obs, "k", sem).Waiters) == 1 })
+
+			for i := range 3 {
+				if n := ps.proxy.CutAll(); n != 1 {
+					t.Fatalf("cut %d: %d connections cut; want the holder's", i, n)
+				}
+				eventually(t, "the holder to reconnect", func() bool { return len(ps.proxy.Conns()) == 1 })
+				time.Sleep(300 * time.Millisecond) // let a renewal or two go through the new connection
+			}
+			// Renewals go on: well past the 1s lease, the same slot is held.
+			until := time.Now().Add(2500 * time.Millisecond)
+			for time.Now().Before(until) {
+				ki := inspectKey(t, obs, "k", sem)
+				if len(ki.Holders) != 1 || ki.Holders[0].Fence != fence || ki.Holders[0].Name != "holder" {
+					t.Fatalf("holders %+v; want the holder's fence %d", ki.Holders, fence)
+				}
+				notDone(t, "contender", done)
+				time.Sleep(50 * time.Millisecond)
+			}
+			if holder.Token() != tok {
+				t.Fatalf("Token = %q; want %q", holder.Token(), tok)
+			}
+			select {
+			case <-holder.Lost():
+				t.Fatalf("Lost fired: %v", *lostErr.Load())
+			default:
+			}
+			res.exit("holder")
+			if err := holder.Release(ctx); err != nil {
+				t.Fatalf("Release after reconnecting: %v", err)
+			}
+			waitDone(t, "contender", done)
+			res.exit("contender")
+			if err := contender.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "no session to linger", func() bool {
+				st, err := obs.Stats(ctx)
+				return err == nil && st.Sessions == 0 && st.DetachedSessions == 0
+			})
+		})
+	}
+}
+
+// TestLockSessionWaiterCut: a waiter whose connection is cut while it
+// waits keeps its place in the queue, ahead of a later waiter; cut again
+// and kept away while the lock is released, its place is granted while it
+// is away, and on its return it collects the grant: the later waiter is
+// served only after it.
+func TestLockSessionWaiterCut(t *testing.T) {
+	t.Parallel()
+	ps := startProxied(t, serverConfig{})
+	ctx := ctxT(t)
+	first := ps.dial(t)
+	obs := ps.dial(t)
+	var res fencedResource
+	defer res.check(t)
+	tok, _, err := first.Acquire(ctx, "k", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.enter("first", tok)
+	b := &Lock{Key: "k", Servers: []string{ps.via}, AcquireTimeout: 30 * time.Second, LeaseTTL: 5, SessionTTL: 10 * time.Second, Name: "b"}
+	c := &Lock{Key: "k", Servers: []string{ps.Addr}, AcquireTimeout: 30 * time.Second, Name: "c"}
+	defer b.Close()
+	defer c.Close()
+	bDone := contend(ctx, b, "b", &res)
+	eventually(t, "b to queue", func() bool { return len(inspectKey(t, obs, "k", false).Waiters) == 1 })
+	cDone := contend(ctx, c, "c", &res)
+	order := func() []string {
+		var names []string
+		for _, w := range inspectKey(t, obs, "k", false).Waiters {
+			names = append(names, w.Name)
+		}
+		return names
+	}
+	eventually(t, "c to queue", func() bool { return len(order()) == 2 })
+
+	if n := ps.proxy.CutAll(); n != 1 {
+		t.Fatalf("%d connections cut; want b's", n)
+	}
+	eventually(t, "b to reconnect and wait again", func() bool {
+		ki := inspectKey(t, obs, "k", false)
+		return len(ps.proxy.Conns()) == 1 && len(ki.Waiters) == 2 && !ki.Waiters[0].Detached
+	})
+	if got := order(); !slices.Equal(got, []string{"b", "c"}) {
+		t.Fatalf("queue %q after b's cut; want b still first", got)
+	}
+
+	// Away while the lock is released: b's place is granted in its absence.
+	ps.proxy.Refuse(true)
+	ps.proxy.CutAll()
+	eventually(t, "b's session to be detached", func() bool {
+		ki := inspectKey(t, obs, "k", false)
+		return len(ki.Waiters) == 2 && ki.Waiters[0].Detached
+	})
+	res.exit("first")
+	if err := first.Release(ctx, "k", tok); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the grant to b's detached place", func() bool {
+		ki := inspectKey(t, obs, "k", false)
+		return len(ki.Holders) == 1 && ki.Holders[0].Detached && len(ki.Waiters) == 1
+	})
+	notDone(t, "b", bDone)
+	notDone(t, "c", cDone)
+	ps.proxy.Refuse(false)
+	waitDone(t, "b", bDone)
+	notDone(t, "c", cDone)
+	res.exit("b")
+	if err := b.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitDone(t, "c", cDone)
+	res.exit("c")
+	if err := c.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockSessionLost: when the holder cannot reconnect for longer than
+// the session TTL (1s here), Lost fires and OnRenewError gets an error
+// wrapping ErrSessionGone — before the server, expiring the session,
+// hands the lock to the next waiter.
+func TestLockSessionLost(t *testing.T) {
+	t.Parallel()
+	ps := startProxied(t, serverConfig{server: server.Options{SessionTTL: time.Second}})
+	ctx := ctxT(t)
+	var res fencedResource
+	defer res.check(t)
+	lostErr := make(chan error, 1)
+	holder := &Lock{Key: "k", Servers: []string{ps.via}, LeaseTTL: 30, OnRenewError: func(err error) { lostErr <- err }}
+	contender := &Lock{Key: "k", Servers: []string{ps.Addr}, AcquireTimeout: 30 * time.Second}
+	defer holder.Close()
+	defer contender.Close()
+	if ok, err := holder.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	res.enter("holder", holder.Token())
+	lost := holder.Lost()
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-lost:
+			res.exit("holder") // stop working at once
+		case <-ctx.Done():
+		}
+	}()
+	obs := ps.dial(t)
+	done := contend(ctx, contender, "contender", &res)
+	eventually(t, "the contender to queue", func() bool { return len(inspectKey(t, obs, "k", false).Waiters) == 1 })
+
+	start := time.Now()
+	ps.proxy.Refuse(true)
+	ps.proxy.CutAll()
+	select {
+	case err := <-lostErr:
+		if !errors.Is(err, ErrSessionGone) {
+			t.Fatalf("OnRenewError(%v); want ErrSessionGone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost did not fire 10s into an outage, with a session TTL of 1s")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Lost fired %v after the cut; want about the session TTL (1s)", d)
+	}
+	<-watched
+	if holder.Token() != "" {
+		t.Fatalf("Token = %q after Lost", holder.Token())
+	}
+	waitDone(t, "contender", done) // the server expired the session
+	if ps.proxy.Refused() == 0 {
+		t.Fatal("the holder never tried to reconnect")
+	}
+	ps.proxy.Refuse(false)
+	if err := holder.Release(ctx); err != nil {
+		t.Fatalf("Release after Lost: %v", err)
+	}
+	res.exit("contender")
+	if err := contender.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockNoSessionCut: with NoSession, a Lock is tied to its connection
+// as with dflockd 1.x: a cut loses the lock at once and Lost fires at the
+// next renewal.
+func TestLockNoSessionCut(t *testing.T) {
+	t.Parallel()
+	ps := startProxied(t, serverConfig{})
+	ctx := ctxT(t)
+	lostErr := make(chan error, 1)
+	holder := &Lock{Key: "k", Servers: []string{ps.via}, LeaseTTL: 1, NoSession: true, OnRenewError: func(err error) { lostErr <- err }}
+	defer holder.Close()
+	if ok, err := holder.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	obs := ps.dial(t)
+	if st, err := obs.Stats(ctx); err != nil || st.Sessions != 0 {
+		t.Fatalf("stats %+v, %v; want no named session", st, err)
+	}
+	ps.proxy.CutAll()
+	eventually(t, "the server to release the lock", func() bool { return !held(t, obs, "k") })
+	select {
+	case <-lostErr:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lost did not fire after a cut without a session")
+	}
+	if ps.proxy.Refused() != 0 || len(ps.proxy.Conns()) != 0 {
+		t.Fatal("a Lock without a session reconnected")
+	}
+}
+
+// TestLockSessionCancelAndClose: a cancelled Acquire and a Close end the
+// session at once (they reconnect to say bye when they must), so nothing
+// lingers for the session TTL: no detached place, no held lock.
+func TestLockSessionCancelAndClose(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "tcp", serverConfig{})
+	ctx := ctxT(t)
+	obs := ts.dial(t)
+	holder := &Lock{Key: "k", Servers: []string{ts.Addr}}
+	if ok, err := holder.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	waiter := &Lock{Key: "k", Servers: []string{ts.Addr}, AcquireTimeout: 30 * time.Second}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { _, err := waiter.Acquire(wctx); done <- err }()
+	eventually(t, "the waiter to queue", func() bool { return len(inspectKey(t, obs, "k", false).Waiters) == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled Acquire = %v", err)
+	}
+	// The cancelled wait must not stay as a detached place.
+	st, err := obs.Stats(ctx)
+	if err != nil || st.DetachedSessions != 0 || len(inspectKey(t, obs, "k", false).Waiters) != 0 {
+		t.Fatalf("after a cancelled Acquire: %d detached sessions, waiters %+v, %v", st.DetachedSessions,
+			inspectKey(t, obs, "k", false).Waiters, err)
+	}
+	if err := holder.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Close released at once: no waiting for the 15s session TTL.
+	st, err = obs.Stats(ctx)
+	if err != nil || st.Sessions != 0 || st.DetachedSessions != 0 || held(t, obs, "k") {
+		t.Fatalf("after Close: %+v, %v; want the lock free and no session", st, err)
 	}
 }
