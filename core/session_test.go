@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -333,5 +334,22 @@ func TestRunExpiresDetachedSessions(t *testing.T) {
 			t.Fatal("Run did not end the detached session")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkNameSession names a session and ends it (bye): one allocation,
+// the Session itself, however many connections do it.
+func BenchmarkNameSession(b *testing.B) {
+	e := New(Options{})
+	o := NewOwner(1)
+	id := []byte(sid1)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id[0] = "0123456789abcdef"[i%16] // a new id each time, no allocation
+		s, err := e.NameSession(o, unsafe.String(&id[0], len(id)), secret1, sec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.EndSession(s)
 	}
 }

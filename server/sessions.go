@@ -49,14 +49,16 @@ func (s *Server) sessionTTL(asked time.Duration) time.Duration {
 	return min(ttl, max)
 }
 
-// newSessionID returns a fresh session id (64 random bits) and secret
-// (128 random bits), in lowercase hex.
-func newSessionID() (id, secret string, err error) {
+// newSessionID fills buf with a fresh session id (64 random bits) and
+// secret (128 random bits), in lowercase hex, and returns them as views
+// of buf (the engine copies them).
+func newSessionID(buf *[48]byte) (id, secret string, err error) {
 	var b [8 + 16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", "", fmt.Errorf("server: session id: %w", err)
 	}
-	return hex.EncodeToString(b[:8]), hex.EncodeToString(b[8:]), nil
+	hex.Encode(buf[:], b[:])
+	return view(buf[:16]), view(buf[16:]), nil
 }
 
 // nameSession answers `session`: "ok <sid> <secret> <ttl_s>".
@@ -69,9 +71,10 @@ func (sess *session) nameSession(req *protocol.Request) {
 	} else {
 		var ns *core.Session
 		var err error
+		var buf [48]byte
 		for try := 0; ns == nil && try < 3; try++ { // a clash of 64 random bits: retry
 			var id, secret string
-			if id, secret, err = newSessionID(); err == nil {
+			if id, secret, err = newSessionID(&buf); err == nil {
 				ns, err = e.NameSession(sess.owner, id, secret, ttl)
 			}
 		}
@@ -84,9 +87,8 @@ func (sess *session) nameSession(req *protocol.Request) {
 		s.attached[ns] = sess
 		s.mu.Unlock()
 		sess.ns = ns
-		id := ns.ID()
-		sess.tag.session.Store(&id)
-		s.log.Debug("session named", "conn", sess.id, "session", id, "ttl", ttl, "remote", sess.remote)
+		sess.tag.session.Store(ns)
+		s.log.Debug("session named", "conn", sess.id, "session", ns.ID(), "ttl", ttl, "remote", sess.remote)
 	}
 	sess.m.st = protocol.StatusOK
 	sess.wmu.Lock()
