@@ -29,6 +29,10 @@ import (
 // expired, or the secret is wrong: one error for all three).
 var ErrSession = errors.New("core: no such session")
 
+// ErrMaxSessions: naming one more session would exceed
+// Options.MaxSessions.
+var ErrMaxSessions = errors.New("core: too many sessions")
+
 // ErrSessionAttached: ResumeSession found the session attached to a
 // connection. The caller closes that connection, waits for it to detach
 // (Session.Detached) and tries again.
@@ -114,6 +118,9 @@ func (e *Engine) NameSession(o *Owner, id, secret string, ttl time.Duration) (*S
 	if _, dup := t.m[id]; dup {
 		return nil, fmt.Errorf("core: session id %s is in use", id)
 	}
+	if max := e.opts.MaxSessions; max > 0 && len(t.m) >= max {
+		return nil, ErrMaxSessions
+	}
 	s := &Session{owner: o, ttl: ttl, attached: true}
 	s.keep(id, secret)
 	t.m[s.id] = s
@@ -183,8 +190,10 @@ func (e *Engine) Detached(s *Session) <-chan struct{} {
 // present its secret. It answers ErrSession for an unknown or ended id and
 // for a wrong secret alike, comparing the secret in constant time in
 // every case; and ErrSessionAttached, with the session, when another
-// connection is attached to it.
-func (e *Engine) ResumeSession(id, secret string) (*Session, error) {
+// connection is attached to it. allow, when not nil, is asked about a
+// session whose secret matched (with the table mutex held: it must not
+// call the engine); false is answered ErrSession too.
+func (e *Engine) ResumeSession(id, secret string, allow func(*Session) bool) (*Session, error) {
 	t := &e.sess
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -194,7 +203,7 @@ func (e *Engine) ResumeSession(id, secret string) (*Session, error) {
 		want = s.secret
 	}
 	match := subtle.ConstantTimeCompare([]byte(secret), []byte(want)) == 1
-	if !ok || !match || s.ended {
+	if !ok || !match || s.ended || (allow != nil && !allow(s)) {
 		return nil, ErrSession
 	}
 	if s.attached {

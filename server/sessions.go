@@ -78,6 +78,12 @@ func (sess *session) nameSession(req *protocol.Request) {
 				ns, err = e.NameSession(sess.owner, id, secret, ttl)
 			}
 		}
+		if errors.Is(err, core.ErrMaxSessions) {
+			s.logRefused("session refused: the named-session limit is reached (--max-sessions); the client carries on without one",
+				"conn", sess.id, "remote", sess.remote)
+			sess.reply(protocol.StatusError)
+			return
+		}
 		if err != nil {
 			s.log.Error("session: naming failed", "conn", sess.id, "err", err)
 			sess.reply(protocol.StatusError)
@@ -146,9 +152,16 @@ func (sess *session) resume(req *protocol.Request) {
 func (sess *session) takeSession(id, secret string) (*core.Session, error) {
 	s := sess.srv
 	e := s.opts.Engine
+	// A session is resumed only by the identity that named it (the
+	// same token, certificate name or uid): a leaked secret is not
+	// enough across identities. The refusal is error_session as well.
+	me := sess.identity()
+	sameIdentity := func(ns *core.Session) bool {
+		return ns.Owner().Tag().(*connTag).identity() == me
+	}
 	for try := 0; ; try++ {
 		s.mu.Lock()
-		ns, err := e.ResumeSession(id, secret)
+		ns, err := e.ResumeSession(id, secret, sameIdentity)
 		if err == nil {
 			// The connection's own owner holds nothing (checked above);
 			// its counters are retired and the session's owner adopted.

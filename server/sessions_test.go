@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/testutil"
 )
@@ -337,4 +338,45 @@ dflockd_sessions{state="detached"} 0
 	if g, r, d := grants(), released(), metricValue(t, reg, "dflockd_leases_ended_total", "reason", "disconnect"); g != 2 || r != 1 || d != 1 {
 		t.Fatalf("after expiry: grants = %v, released = %v, disconnect = %v; want 2, 1, 1", g, r, d)
 	}
+}
+
+// namedTokens authenticates each token as the identity of the same name.
+type namedTokens struct{}
+
+func (namedTokens) Authenticate(_ context.Context, _ auth.Peer, cred string) (auth.Identity, error) {
+	if cred == "" {
+		return auth.Identity{}, auth.ErrDenied
+	}
+	return auth.Identity{Name: cred}, nil
+}
+
+// A session is resumed only under the identity that named it; any other
+// identity gets error_session, as for a wrong secret.
+func TestResumeNeedsTheSameIdentity(t *testing.T) {
+	ts := start(t, Options{Auth: namedTokens{}}, core.Options{})
+	login := func(who string) *testutil.LineClient {
+		c := testutil.Dial(t, ts.Addr)
+		c.Expect("auth", "_", who, "ok")
+		return c
+	}
+	a := login("alice")
+	sid, secret := nameSession(t, a, "", "15")
+	expectGrant(t, a.Do("l", "k", "0"), "ok", "33")
+	dropConn(a)
+	eventually(t, "a detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
+	login("bob").Expect("resume", sid, secret, "error_session")
+	login("alice").Expect("resume", sid, secret, "ok 1 0")
+}
+
+// Past --max-sessions, session is answered error and the connection
+// carries on unnamed.
+func TestMaxSessionsRefusesNaming(t *testing.T) {
+	ts := start(t, Options{}, core.Options{MaxSessions: 1})
+	a, b := testutil.Dial(t, ts.Addr), testutil.Dial(t, ts.Addr)
+	nameSession(t, a, "", "15")
+	b.Expect("session", "_", "", "error")
+	expectGrant(t, b.Do("l", "k", "0"), "ok", "33")
+	dropConn(a)
+	eventually(t, "a detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
+	b.Expect("session", "_", "", "error") // a detached session still counts
 }

@@ -76,6 +76,7 @@ type ServeCmd struct {
 	MaxConnections      int `name:"max-connections" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS" group:"Limits" help:"Open connections (0 = unlimited)."`
 	MaxConnectionsPerIP int `name:"max-connections-per-ip" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS_PER_IP" group:"Limits" help:"Open connections per client IP (0 = unlimited)."`
 	MaxWaiters          int `name:"max-waiters" default:"0" envvar:"DFLOCKD_MAX_WAITERS" group:"Limits" help:"Queued waiters per key (0 = unlimited)."`
+	MaxSessions         int `name:"max-sessions" default:"10000" envvar:"DFLOCKD_MAX_SESSIONS" group:"Limits" help:"Named sessions, with a connection or detached (0 = unlimited); past it session is answered error and the client carries on without one."`
 	MaxSubscriptions    int `name:"max-subscriptions" default:"0" envvar:"DFLOCKD_MAX_SUBSCRIPTIONS" group:"Limits" help:"Signal subscriptions per connection (0 = unlimited)."`
 	SignalQueueBytes    int `name:"signal-queue-bytes" default:"1048576" envvar:"DFLOCKD_SIGNAL_QUEUE_BYTES" group:"Limits" help:"Signal bytes a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0; default 1 MiB)."`
 	SignalQueue         int `name:"signal-queue" default:"0" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Optional cap on the same waiting signals in frames, on top of --signal-queue-bytes (0 = no frame cap)."`
@@ -293,6 +294,7 @@ func (c *ServeCmd) validate() error {
 		{"max-connections", counts(c.MaxConnections), 0, math.MaxInt64, false},
 		{"max-connections-per-ip", counts(c.MaxConnectionsPerIP), 0, math.MaxInt64, false},
 		{"max-waiters", counts(c.MaxWaiters), 0, math.MaxInt64, false},
+		{"max-sessions", counts(c.MaxSessions), 0, math.MaxInt64, false},
 		{"max-subscriptions", counts(c.MaxSubscriptions), 0, math.MaxInt64, false},
 		{"signal-queue-bytes", counts(c.SignalQueueBytes), 1, math.MaxInt32, false},
 		{"signal-queue", counts(c.SignalQueue), 0, math.MaxInt32, false},
@@ -481,6 +483,7 @@ func (c *ServeCmd) engineOptions() core.Options {
 		GCMaxIdle:        c.GCMaxIdle.Duration(),
 		MaxKeys:          c.MaxLocks,
 		MaxWaiters:       c.MaxWaiters,
+		MaxSessions:      c.MaxSessions,
 		KeepOnDisconnect: !c.AutoReleaseOnDisconnect,
 	}
 }
