@@ -29,12 +29,6 @@ type Stats struct {
 	// started, authentication excluded (a dflockd extension; 0 from
 	// servers that do not send it). Two samples give a request rate.
 	Requests uint64 `json:"requests"`
-	// Sessions counts the named sessions attached to a connection, and
-	// DetachedSessions those whose connection ended and that wait, for
-	// their TTL, to be resumed (the dflockd sessions extension; 0 from
-	// servers without it).
-	Sessions         int `json:"sessions"`
-	DetachedSessions int `json:"detached_sessions"`
 	// ConnectionsByTransport counts the open connections per transport
 	// name (a dflockd extension; nil from servers that do not send it).
 	ConnectionsByTransport map[string]int `json:"connections_by_transport"`
