@@ -20,7 +20,8 @@ import (
 // protocol command. Everything the server ties to a connection — held
 // locks, enqueue records — lives as long as the Conn: closing it (or
 // losing it) makes the server release them, unless the server was started
-// to keep locks on disconnect.
+// to keep locks on disconnect, or the Conn named a session (Session),
+// which keeps them for the session TTL.
 //
 // A Conn is safe for concurrent use: requests are sent one at a time, each
 // waiting for its answer, so a blocking Acquire delays every other call on

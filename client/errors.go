@@ -43,7 +43,8 @@ var (
 	// token, bad argument, ...) or something this client did not expect.
 	ErrServer = errors.New("client: server error")
 	// ErrUnsupported: the server answered `error` to a dflockd extension
-	// request (inspect): it does not know it, as a 1.x server. It wraps
+	// request (inspect, session, bye): it does not know it, as a 1.x
+	// server (or, for session, refuses to name one more). It wraps
 	// ErrServer too.
 	ErrUnsupported = fmt.Errorf("%w: request not supported by the server (dflockd 1.x?)", ErrServer)
 	// ErrSessionGone: the server does not know the session asked for

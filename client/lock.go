@@ -48,6 +48,12 @@ const raceReleaseTimeout = 2 * time.Second
 // renewed in the background on the same connection, until Release or
 // Close. Zero fields take the documented defaults.
 //
+// The connection names a session (unless NoSession is set, or the server
+// has no sessions), so that a dropped connection does not lose the lock
+// or the place in the queue: the client reconnects and resumes by itself,
+// and Lost fires only when the lock is really gone. See "Sessions" in the
+// package documentation.
+//
 //	l := &client.Lock{Key: "my-resource", Servers: []string{"127.0.0.1:6388"}}
 //	ok, err := l.Acquire(ctx) // false = timed out
 //	defer l.Release(ctx)
@@ -95,14 +101,16 @@ type Lock struct {
 	// handshakes; see Options.DialTimeout (0 = DefaultDialTimeout, 10s).
 	DialTimeout time.Duration
 	// OnRenewError, when set, is called (from the renewal goroutine) with
-	// the error of the renewal that failed. The lease is then considered
-	// lost: renewal stops, Token returns "" and Lost is closed.
+	// the error that ended the lease: a renewal that failed or, with a
+	// session, a reconnection that gave up (see Lost). The lease is then
+	// considered lost: renewal stops, Token returns "" and Lost is closed.
 	OnRenewError func(error)
 	// NoSession turns off the named session (see "Sessions" in the
 	// package documentation): the lock is then tied to its connection, as
-	// with dflockd 1.x, and a dropped connection loses it. A server
-	// without sessions is detected by itself (it answers `error` to
-	// session) and remembered for this Lock.
+	// with dflockd 1.x, and a dropped connection loses it. The client
+	// also goes without when the server answers `error` to session (a
+	// server without sessions, or one at its --max-sessions), and then
+	// does not ask again for this Lock.
 	NoSession bool
 	// SessionTTL is the session TTL asked for: how long the server keeps
 	// the lock and the queue place after the connection drops, waiting
@@ -146,16 +154,24 @@ type Semaphore struct {
 	h holder
 }
 
-// Acquire dials the server that owns Key (closing any connection of a
-// previous acquisition, which releases what it held), authenticates and
+// Acquire dials the server that owns Key (ending any previous
+// acquisition first, as Close does), authenticates, names a session and
 // waits up to AcquireTimeout for the lock. It reports true once the lock
 // is held, and starts the background renewal. When the wait times out it
-// returns (false, nil) and closes the connection.
+// returns (false, nil) and ends the connection and its session.
 //
-// If ctx ends first, the connection is closed, so the server drops the
-// wait or, had the grant already happened, releases the lock; a grant that
-// raced with the cancellation is also released explicitly, best-effort.
-// No lock is left held.
+// If the connection drops while Acquire waits, it reconnects and resumes
+// the session, keeping its place in the queue, and goes on waiting for
+// what is left of AcquireTimeout; if the place was lost meanwhile (granted
+// while away and its lease ran out), it asks again, at the back of the
+// queue. It returns an error wrapping ErrSessionGone when the session
+// could not be resumed within its TTL.
+//
+// If ctx ends first, the connection is closed and the session ended (over
+// a new connection, best-effort, within about two seconds), so the server
+// drops the wait or, had the grant already happened, releases the lock;
+// without a session, a grant that raced with the cancellation is released
+// explicitly, best-effort. No lock is left held.
 func (l *Lock) Acquire(ctx context.Context) (bool, error) {
 	cfg, err := l.config()
 	if err != nil {
@@ -177,22 +193,34 @@ func (l *Lock) Enqueue(ctx context.Context) (string, error) {
 
 // Wait waits up to timeout for the lock after Enqueue, on the same
 // connection. Without a pending Enqueue it returns an error wrapping
-// ErrNotQueued. When the wait times out it returns (false, nil) and closes
-// the connection: Enqueue again to rejoin the queue. Context
-// cancellation behaves as for Acquire.
+// ErrNotQueued. When the wait times out it returns (false, nil) and ends
+// the connection: Enqueue again to rejoin the queue. A dropped connection
+// and context cancellation are handled as by Acquire. (Enqueue itself
+// does not reconnect: a connection that drops during it yields an error.)
 func (l *Lock) Wait(ctx context.Context, timeout time.Duration) (bool, error) {
 	return l.h.wait(ctx, timeout)
 }
 
-// Release stops the renewal, releases the lock if it is held, and closes
-// the connection. Releasing while only queued just closes it. It returns
-// nil when nothing was held.
+// Release stops the renewal, releases the lock if it is held ("r"), and
+// ends the connection — with a session, by "bye", so that nothing stays on
+// the server (a queue place, a detached session). If the connection is
+// down, Release reconnects and resumes the session first, within ctx and
+// the session TTL. Releasing while only queued just ends the connection.
+// It returns nil when nothing was held, and the release's error otherwise
+// (ErrServer when the lease was no longer held).
 func (l *Lock) Release(ctx context.Context) error { return l.h.release(ctx) }
 
-// Close stops the renewal and closes the connection without releasing:
-// the server releases the lock when it sees the connection end (unless it
-// keeps locks on disconnect, in which case the lease runs out). Close is
-// idempotent.
+// Close stops the renewal and ends the connection without releasing the
+// lock explicitly; the server then releases what the connection held, as
+// when an unnamed connection closes (unless it keeps locks on
+// disconnect, in which case the lease runs out). With a session, Close
+// sends "bye" first so that this happens at once rather than at the end
+// of the session TTL: on the connection when it is idle, else (it is down,
+// or an Acquire is waiting on it) over a new connection that resumes the
+// session. That is best-effort and bounded by about two seconds; a
+// session whose server cannot be reached then stays detached on the
+// server, with what it held, until its TTL ends. A blocked Acquire or
+// Wait fails with ErrClosed. Close is idempotent.
 func (l *Lock) Close() error { return l.h.close() }
 
 // Token returns the lease token of the held lock, or "" when none is
@@ -201,9 +229,16 @@ func (l *Lock) Close() error { return l.h.close() }
 func (l *Lock) Token() string { return l.h.currentToken() }
 
 // Lost returns a channel that is closed when the lease of the current
-// acquisition is lost, that is when a renewal fails (the same moment
-// OnRenewError is called). Release and Close do not close it. It returns
-// nil, a channel that never closes, when nothing was acquired yet.
+// acquisition is lost (the same moment OnRenewError is called): when the
+// server refuses a renewal (the lease expired or was taken), or — with a
+// session — when a dropped connection could not be resumed in time: the
+// server answered that the session is gone (ErrSessionGone), or the
+// client could not reconnect before the session TTL or the lease, counted
+// from the last renewal the server answered, could have run out
+// (ErrSessionGone or ErrLeaseExpired). A dropped connection that is
+// resumed in time does not close it. Without a session, any failed
+// renewal closes it. Release and Close do not close it. It returns nil, a
+// channel that never closes, when nothing was acquired yet.
 func (l *Lock) Lost() <-chan struct{} { return l.h.lostChan() }
 
 func (l *Lock) config() (resourceConfig, error) {
@@ -238,7 +273,7 @@ func (s *Semaphore) Wait(ctx context.Context, timeout time.Duration) (bool, erro
 // Release releases the slot, as Lock.Release.
 func (s *Semaphore) Release(ctx context.Context) error { return s.h.release(ctx) }
 
-// Close closes without releasing, as Lock.Close.
+// Close ends the connection, as Lock.Close.
 func (s *Semaphore) Close() error { return s.h.close() }
 
 // Token returns the slot's lease token, as Lock.Token.
@@ -570,23 +605,28 @@ func (h *holder) reconnect(ctx context.Context, c *Conn, deadline time.Time, exp
 
 	nc, held, queued, err := resumeSession(ctx, cfg, sess, deadline, expired)
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if err != nil {
-		if h.conn == c && answerStatus(err) == protocol.StatusErrSession {
+	current := h.conn == c
+	switch {
+	case err != nil:
+		if current && answerStatus(err) == protocol.StatusErrSession {
 			h.sess = nil
 		}
+	case current:
+		h.conn = nc
+	}
+	h.mu.Unlock()
+	switch {
+	case err != nil:
 		if gen.Err() != nil && ctx.Err() != nil {
 			err = fmt.Errorf("client: reconnect: %w", ErrClosed)
 		}
 		return nil, 0, 0, err
-	}
-	if h.conn != c {
-		// The acquisition ended meanwhile (Close): end the session we
-		// just took over.
-		go func() { _ = goodbye(context.Background(), nc, &sess, cfg) }()
+	case !current:
+		// The acquisition ended meanwhile (Close): end the session just
+		// taken over.
+		_ = goodbye(context.Background(), nc, &sess, cfg)
 		return nil, 0, 0, fmt.Errorf("client: reconnect: %w", ErrClosed)
 	}
-	h.conn = nc
 	return nc, held, queued, nil
 }
 
