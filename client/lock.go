@@ -706,13 +706,14 @@ func (h *holder) await(ctx context.Context, c *Conn, cfg resourceConfig, timeout
 		left := max(timeout-time.Since(start), 0)
 		if held+queued > 0 {
 			resp, err = c.wait(ctx, cfg.sem, cfg.key, left)
-			if answerStatus(err) != protocol.StatusErrNotEnqueued {
+			if st := answerStatus(err); st != protocol.StatusErrNotEnqueued && st != protocol.StatusErrLeaseExpired {
 				continue
 			}
 		}
 		// The place is gone: the request never reached the server, or
-		// the place was granted while away and its lease ran out. Ask
-		// again, at the back of the queue.
+		// the place was granted while away and its lease ran out
+		// (error_not_enqueued, or error_lease_expired when the server
+		// still knew of the grant). Ask again, at the back of the queue.
 		resp, err = c.acquire(ctx, cfg.sem, cfg.key, left, cfg.limit, cfg.lease)
 	}
 	return c, resp, err

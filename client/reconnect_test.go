@@ -88,6 +88,20 @@ func TestSignalReconnect(t *testing.T) {
 		t.Fatalf("cut %d connections; want 2", n)
 	}
 	eventually(t, "the SignalConn to reconnect and listen again", func() bool { return s.Reconnects() == 1 })
+	// The server drops the cut connection's listens when it notices the
+	// cut, which may be after the new connection listened again.
+	onlyNew := func() bool {
+		st, err := pub.Stats(ctx)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, ch := range st.SignalChannels {
+			n += ch.Listeners
+		}
+		return n == 2 // a.* and the group jobs of the new connection
+	}
+	eventually(t, "the cut connections' listens to go", onlyNew)
 	emit("a.2", "after", 1)
 	if sig := recvSignal(t, s); sig != (Signal{Channel: "a.2", Payload: "after"}) {
 		t.Fatalf("signal after reconnecting %+v", sig)
@@ -115,12 +129,17 @@ func TestSignalReconnect(t *testing.T) {
 	ps.proxy.Refuse(true)
 	ps.proxy.CutAll()
 	eventually(t, "reconnection attempts to be refused", func() bool { return ps.proxy.Refused() >= 2 })
+	eventually(t, "the server to drop the cut connection's listens", func() bool {
+		st, err := pub.Stats(ctx)
+		return err == nil && len(st.SignalChannels) == 0
+	})
 	emit("a.3", "lost", 0)
 	if err := s.Ping(ctx); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Ping while disconnected = %v; want ErrClosed", err)
 	}
 	ps.proxy.Refuse(false)
 	eventually(t, "the SignalConn to reconnect after the outage", func() bool { return s.Reconnects() == 2 })
+	eventually(t, "the cut connection's listens to go", onlyNew)
 	emit("a.4", "back", 1)
 	if sig := recvSignal(t, s); sig.Payload != "back" {
 		t.Fatalf("first signal after the outage %+v; want a.4 (a.3 was emitted while away)", sig)
@@ -558,5 +577,122 @@ func soon(t testing.TB, what string, cond func() bool) {
 			t.Fatalf("not within 2s: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestLockSessionTakenOver: when the session is ended elsewhere (taken
+// over with its secret and ended with bye), the holder's connection is
+// closed by the take-over, its resume is refused, and Lost fires at once
+// with ErrSessionGone.
+func TestLockSessionTakenOver(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "tcp", serverConfig{})
+	ctx := ctxT(t)
+	lostErr := make(chan error, 1)
+	holder := &Lock{Key: "k", Servers: []string{ts.Addr}, LeaseTTL: 30, OnRenewError: func(err error) { lostErr <- err }}
+	defer holder.Close()
+	if ok, err := holder.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	holder.h.mu.Lock()
+	sess := *holder.h.sess
+	holder.h.mu.Unlock()
+	thief := ts.dial(t)
+	if h, q, err := thief.Resume(ctx, sess.ID, sess.Secret); err != nil || h != 1 || q != 0 {
+		t.Fatalf("Resume = %d, %d, %v", h, q, err)
+	}
+	if err := thief.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case err := <-lostErr:
+		if !errors.Is(err, ErrSessionGone) {
+			t.Fatalf("OnRenewError(%v); want ErrSessionGone", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lost did not fire after the session was ended elsewhere")
+	}
+	// The renewal runs every third of the 15s session TTL at most.
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("Lost fired %v after the session ended", d)
+	}
+	if err := holder.Release(ctx); err != nil {
+		t.Fatalf("Release after Lost: %v", err)
+	}
+}
+
+// TestLockSessionPlaceExpiredAway: a waiter away while its place is
+// granted, and longer than that grant's lease, has lost the place; on its
+// return Acquire asks again and gets the lock when it is free.
+func TestLockSessionPlaceExpiredAway(t *testing.T) {
+	t.Parallel()
+	ps := startProxied(t, serverConfig{})
+	ctx := ctxT(t)
+	first := ps.dial(t)
+	obs := ps.dial(t)
+	tok, _, err := first.Acquire(ctx, "k", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Lock{Key: "k", Servers: []string{ps.via}, AcquireTimeout: 30 * time.Second, LeaseTTL: 1, SessionTTL: 20 * time.Second}
+	defer b.Close()
+	var res fencedResource
+	bDone := contend(ctx, b, "b", &res)
+	eventually(t, "b to queue", func() bool { return len(inspectKey(t, obs, "k", false).Waiters) == 1 })
+	ps.proxy.Refuse(true)
+	ps.proxy.CutAll()
+	eventually(t, "b's session to be detached", func() bool {
+		ki := inspectKey(t, obs, "k", false)
+		return len(ki.Waiters) == 1 && ki.Waiters[0].Detached
+	})
+	if err := first.Release(ctx, "k", tok); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the grant to b's detached place to expire", func() bool {
+		ki := inspectKey(t, obs, "k", false)
+		return len(ki.Holders) == 0 && len(ki.Waiters) == 0
+	})
+	ps.proxy.Refuse(false)
+	waitDone(t, "b", bDone)
+	if ki := inspectKey(t, obs, "k", false); len(ki.Holders) != 1 || ki.Holders[0].Detached {
+		t.Fatalf("holders %+v; want b, attached", ki.Holders)
+	}
+	res.exit("b")
+	if err := b.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockSessionCloseWhileAway: Close while the renewal is trying to
+// reconnect returns promptly (within its two-second bound) and stops the
+// reconnection.
+func TestLockSessionCloseWhileAway(t *testing.T) {
+	t.Parallel()
+	ps := startProxied(t, serverConfig{})
+	ctx := ctxT(t)
+	holder := &Lock{Key: "k", Servers: []string{ps.via}, LeaseTTL: 1, SessionTTL: 20 * time.Second}
+	if ok, err := holder.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	ps.proxy.Refuse(true)
+	ps.proxy.CutAll()
+	eventually(t, "the holder to try to reconnect", func() bool { return ps.proxy.Refused() >= 1 })
+	start := time.Now()
+	if err := holder.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("Close took %v", d)
+	}
+	refused := ps.proxy.Refused()
+	time.Sleep(300 * time.Millisecond)
+	if ps.proxy.Refused() != refused {
+		t.Fatal("the holder went on reconnecting after Close")
+	}
+	select {
+	case <-holder.Lost():
+		t.Fatal("Close fired Lost")
+	default:
 	}
 }
