@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/internal/faultproxy"
 	"github.com/dflockd/dflockd/server"
 )
@@ -694,5 +695,34 @@ func TestLockSessionCloseWhileAway(t *testing.T) {
 	case <-holder.Lost():
 		t.Fatal("Close fired Lost")
 	default:
+	}
+}
+
+// TestLockSessionCutWithAuth: with auth on, the reconnection
+// authenticates with the same token before it resumes (the server lets
+// only the identity that named a session resume it).
+func TestLockSessionCutWithAuth(t *testing.T) {
+	t.Parallel()
+	ps := startProxied(t, serverConfig{server: server.Options{Auth: auth.Token("s3cret")}})
+	ctx := ctxT(t)
+	holder := &Lock{Key: "k", Servers: []string{ps.via}, AuthToken: "s3cret", LeaseTTL: 1}
+	defer holder.Close()
+	if ok, err := holder.Acquire(ctx); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	tok := holder.Token()
+	ps.proxy.CutAll()
+	eventually(t, "the holder to reconnect", func() bool { return len(ps.proxy.Conns()) == 1 })
+	time.Sleep(1500 * time.Millisecond) // past the 1s lease: renewed on the new connection
+	select {
+	case <-holder.Lost():
+		t.Fatal("Lost fired after a cut with auth")
+	default:
+	}
+	if holder.Token() != tok {
+		t.Fatalf("Token = %q; want %q", holder.Token(), tok)
+	}
+	if err := holder.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
 	}
 }
