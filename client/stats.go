@@ -32,6 +32,11 @@ type Stats struct {
 	// ConnectionsByTransport counts the open connections per transport
 	// name (a dflockd extension; nil from servers that do not send it).
 	ConnectionsByTransport map[string]int `json:"connections_by_transport"`
+	// Sessions counts the named sessions with a connection and
+	// DetachedSessions those whose connection was lost, kept for a resume
+	// (the session extension; 0 from servers that do not send them).
+	Sessions         int `json:"sessions"`
+	DetachedSessions int `json:"detached_sessions"`
 	// Totals counts the entries of each list, listed or not (a dflockd
 	// extension; nil from servers that do not send it, which list
 	// everything).

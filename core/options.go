@@ -35,6 +35,9 @@ type Options struct {
 	// after ReleaseOwner (they expire with their leases). Waiters and
 	// enqueue records are always purged.
 	KeepOnDisconnect bool
+	// MaxSessions caps named sessions, attached and detached together
+	// (0 = unlimited); NameSession answers ErrMaxSessions past it.
+	MaxSessions int
 	// Now is the clock (nil = time.Now). Tests drive it.
 	Now func() time.Time
 }

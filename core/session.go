@@ -5,8 +5,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Sessions (docs/protocol.md, the session extension).
@@ -27,6 +29,10 @@ import (
 // expired, or the secret is wrong: one error for all three).
 var ErrSession = errors.New("core: no such session")
 
+// ErrMaxSessions: naming one more session would exceed
+// Options.MaxSessions.
+var ErrMaxSessions = errors.New("core: too many sessions")
+
 // ErrSessionAttached: ResumeSession found the session attached to a
 // connection. The caller closes that connection, waits for it to detach
 // (Session.Detached) and tries again.
@@ -38,16 +44,42 @@ var ErrParked = errors.New("core: queue place kept for the session")
 
 // Session is a named owner. Its fields other than id, secret and owner
 // are guarded by the engine's session table mutex.
+//
+// Naming a session costs one allocation: the id and secret of the usual
+// sizes (16 and 32 bytes) are kept in the struct itself, and the channel
+// a take-over waits on is made only when one does.
 type Session struct {
-	id     string
-	secret string
+	buf    [48]byte // room for id and secret
+	id     string   // aliases buf when it fits
+	secret string   // likewise
 	owner  *Owner
 
 	ttl      time.Duration
 	attached bool
 	ended    bool
 	deadline int64         // engine nanos; set while detached
-	detached chan struct{} // closed at each detach; replaced at each attach
+	detached chan struct{} // made by Detached, closed at the next detach or end
+}
+
+// closedChan is the channel Detached returns for a session that is not
+// attached.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// keep stores id and secret in s, inside s.buf when they fit (s is never
+// copied: the strings alias it).
+func (s *Session) keep(id, secret string) {
+	if len(id) == 0 || len(secret) == 0 || len(id)+len(secret) > len(s.buf) {
+		s.id, s.secret = strings.Clone(id), strings.Clone(secret)
+		return
+	}
+	n := copy(s.buf[:], id)
+	copy(s.buf[n:], secret)
+	s.id = unsafe.String(&s.buf[0], n)
+	s.secret = unsafe.String(&s.buf[n], len(secret))
 }
 
 // ID returns the session id.
@@ -86,8 +118,12 @@ func (e *Engine) NameSession(o *Owner, id, secret string, ttl time.Duration) (*S
 	if _, dup := t.m[id]; dup {
 		return nil, fmt.Errorf("core: session id %s is in use", id)
 	}
-	s := &Session{id: id, secret: secret, owner: o, ttl: ttl, attached: true, detached: make(chan struct{})}
-	t.m[id] = s
+	if max := e.opts.MaxSessions; max > 0 && len(t.m) >= max {
+		return nil, ErrMaxSessions
+	}
+	s := &Session{owner: o, ttl: ttl, attached: true}
+	s.keep(id, secret)
+	t.m[s.id] = s
 	t.attached++
 	return s, nil
 }
@@ -117,7 +153,7 @@ func (e *Engine) DetachSession(s *Session) {
 	if sooner {
 		t.next = s.deadline
 	}
-	close(s.detached)
+	s.wakeTakeover()
 	t.mu.Unlock()
 	if sooner {
 		select {
@@ -127,10 +163,26 @@ func (e *Engine) DetachSession(s *Session) {
 	}
 }
 
-// Detached returns a channel closed when s next detaches (or is ended).
+// wakeTakeover closes the channel a take-over waits on, if any; the table
+// mutex is held.
+func (s *Session) wakeTakeover() {
+	if s.detached != nil {
+		close(s.detached)
+		s.detached = nil
+	}
+}
+
+// Detached returns a channel closed when s next detaches or ends; it is
+// closed already when s is not attached.
 func (e *Engine) Detached(s *Session) <-chan struct{} {
 	e.sess.mu.Lock()
 	defer e.sess.mu.Unlock()
+	if !s.attached || s.ended {
+		return closedChan
+	}
+	if s.detached == nil {
+		s.detached = make(chan struct{})
+	}
 	return s.detached
 }
 
@@ -138,8 +190,10 @@ func (e *Engine) Detached(s *Session) <-chan struct{} {
 // present its secret. It answers ErrSession for an unknown or ended id and
 // for a wrong secret alike, comparing the secret in constant time in
 // every case; and ErrSessionAttached, with the session, when another
-// connection is attached to it.
-func (e *Engine) ResumeSession(id, secret string) (*Session, error) {
+// connection is attached to it. allow, when not nil, is asked about a
+// session whose secret matched (with the table mutex held: it must not
+// call the engine); false is answered ErrSession too.
+func (e *Engine) ResumeSession(id, secret string, allow func(*Session) bool) (*Session, error) {
 	t := &e.sess
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -149,14 +203,13 @@ func (e *Engine) ResumeSession(id, secret string) (*Session, error) {
 		want = s.secret
 	}
 	match := subtle.ConstantTimeCompare([]byte(secret), []byte(want)) == 1
-	if !ok || !match || s.ended {
+	if !ok || !match || s.ended || (allow != nil && !allow(s)) {
 		return nil, ErrSession
 	}
 	if s.attached {
 		return s, ErrSessionAttached
 	}
 	s.attached = true
-	s.detached = make(chan struct{})
 	t.detached--
 	t.attached++
 	t.resumed++
@@ -189,9 +242,9 @@ func (e *Engine) forgetSession(s *Session) {
 	delete(t.m, s.id)
 	if s.attached {
 		t.attached--
-		close(s.detached)
+		s.wakeTakeover()
 	} else {
-		t.detached-- // closed at the detach
+		t.detached--
 	}
 }
 
@@ -267,11 +320,13 @@ func (e *Engine) AddDetachedMetricsTo(dst *OwnerMetrics) {
 	}
 }
 
-// OwnerCounts reports what o holds and waits for: held counts its slots,
-// including granted enqueue records not yet collected by Wait; queued its
-// places still waiting. Stale entries of the held set (slots released by
-// token or expired) are not counted. Only o's goroutine may call it.
+// OwnerCounts reports what o holds and waits for: held counts its slots
+// whose leases have not run out, including granted enqueue records not
+// yet collected by Wait; queued its places still waiting. Stale entries
+// of the held set (slots released by token) and leases that ran out but
+// were not evicted yet are not counted. Only o's goroutine may call it.
 func (e *Engine) OwnerCounts(o *Owner) (held, queued int) {
+	now := e.now()
 	for _, w := range o.records {
 		r := w.r
 		r.mu.Lock()
@@ -279,7 +334,7 @@ func (e *Engine) OwnerCounts(o *Owner) (held, queued int) {
 		case stateWaiting:
 			queued++
 		case stateGranted:
-			if r.findToken(w.token) >= 0 {
+			if i := r.findToken(w.token); i >= 0 && r.holders[i].expires > now {
 				held++
 			}
 		}
@@ -288,7 +343,7 @@ func (e *Engine) OwnerCounts(o *Owner) (held, queued int) {
 	o.held.each(func(r *resource) {
 		r.mu.Lock()
 		for i := range r.holders {
-			if h := &r.holders[i]; h.owner == o && h.rec == nil {
+			if h := &r.holders[i]; h.owner == o && h.rec == nil && h.expires > now {
 				held++
 			}
 		}

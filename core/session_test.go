@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 const (
@@ -23,7 +24,7 @@ func mustName(t *testing.T, e *Engine, o *Owner, id string, ttl time.Duration) *
 
 func mustResume(t *testing.T, e *Engine, id string) *Session {
 	t.Helper()
-	s, err := e.ResumeSession(id, secret1)
+	s, err := e.ResumeSession(id, secret1, nil)
 	if err != nil {
 		t.Fatalf("ResumeSession(%s) = %v", id, err)
 	}
@@ -98,13 +99,13 @@ func TestSessionResumeRefusalsAreOneError(t *testing.T) {
 		{"empty secret", sid1, ""},
 		{"unknown id", "fedcba9876543210", secret1},
 	} {
-		if _, err := e.ResumeSession(tc.id, tc.secret); err != ErrSession {
+		if _, err := e.ResumeSession(tc.id, tc.secret, nil); err != ErrSession {
 			t.Errorf("%s: ResumeSession = %v; want ErrSession", tc.name, err)
 		}
 	}
 	clk.Advance(2 * sec)
 	e.ExpireSessions()
-	if _, err := e.ResumeSession(sid1, secret1); err != ErrSession {
+	if _, err := e.ResumeSession(sid1, secret1, nil); err != ErrSession {
 		t.Errorf("expired: ResumeSession = %v; want ErrSession", err)
 	}
 	if st := e.SessionStats(); st.Detached != 0 || st.Expired != 1 {
@@ -131,7 +132,7 @@ func TestSessionTTLExpiryReleasesAndPromotes(t *testing.T) {
 	if !granted(t, next) {
 		t.Fatal("next waiter not granted when the session expired")
 	}
-	if _, err := e.ResumeSession(sid1, secret1); err != ErrSession {
+	if _, err := e.ResumeSession(sid1, secret1, nil); err != ErrSession {
 		t.Fatalf("resume after expiry = %v", err)
 	}
 }
@@ -281,7 +282,7 @@ func TestEndSessionReleasesAtOnce(t *testing.T) {
 	if !granted(t, next) {
 		t.Fatal("EndSession did not hand the lock on")
 	}
-	if _, err := e.ResumeSession(sid1, secret1); err != ErrSession {
+	if _, err := e.ResumeSession(sid1, secret1, nil); err != ErrSession {
 		t.Fatalf("resume after EndSession = %v", err)
 	}
 	if st := e.SessionStats(); st.Attached != 0 || st.Detached != 0 {
@@ -294,7 +295,7 @@ func TestResumeAttachedSessionSaysAttached(t *testing.T) {
 	e, _ := newTestEngine(t, Options{})
 	s := mustName(t, e, NewOwner(1), sid1, time.Minute)
 	detached := e.Detached(s)
-	if got, err := e.ResumeSession(sid1, secret1); err != ErrSessionAttached || got != s {
+	if got, err := e.ResumeSession(sid1, secret1, nil); err != ErrSessionAttached || got != s {
 		t.Fatalf("ResumeSession on an attached session = %v, %v", got, err)
 	}
 	select {
@@ -333,5 +334,64 @@ func TestRunExpiresDetachedSessions(t *testing.T) {
 			t.Fatal("Run did not end the detached session")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkNameSession names a session and ends it (bye): one allocation,
+// the Session itself, however many connections do it.
+func BenchmarkNameSession(b *testing.B) {
+	e := New(Options{})
+	o := NewOwner(1)
+	id := []byte(sid1)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		id[0] = "0123456789abcdef"[i%16] // a new id each time, no allocation
+		s, err := e.NameSession(o, unsafe.String(&id[0], len(id)), secret1, sec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e.EndSession(s)
+	}
+}
+
+func TestResumeAllowCheck(t *testing.T) {
+	e, _ := newTestEngine(t, Options{})
+	s := mustName(t, e, NewOwner(1), sid1, time.Minute)
+	e.DetachSession(s)
+	if _, err := e.ResumeSession(sid1, secret1, func(*Session) bool { return false }); err != ErrSession {
+		t.Fatalf("refused by allow: %v; want ErrSession", err)
+	}
+	if st := e.SessionStats(); st.Detached != 1 {
+		t.Fatalf("a refused resume changed the session: %+v", st)
+	}
+	if _, err := e.ResumeSession(sid1, secret1, func(got *Session) bool { return got == s }); err != nil {
+		t.Fatalf("allowed resume: %v", err)
+	}
+}
+
+func TestMaxSessions(t *testing.T) {
+	e, _ := newTestEngine(t, Options{MaxSessions: 2})
+	a := mustName(t, e, NewOwner(1), "a1", time.Minute)
+	b := mustName(t, e, NewOwner(2), "b2", time.Minute)
+	e.DetachSession(b) // detached sessions count
+	if _, err := e.NameSession(NewOwner(3), "c3", secret1, time.Minute); err != ErrMaxSessions {
+		t.Fatalf("third session: %v; want ErrMaxSessions", err)
+	}
+	e.EndSession(a)
+	mustName(t, e, NewOwner(3), "c3", time.Minute)
+}
+
+// A lease that ran out is not counted as held, evicted or not.
+func TestOwnerCountsSkipExpiredLeases(t *testing.T) {
+	e, clk := newTestEngine(t, Options{})
+	o := NewOwner(1)
+	mustAcquire(t, e, o, KindLock, "short", lockOpt(sec))
+	mustAcquire(t, e, o, KindLock, "long", lockOpt(time.Hour))
+	if _, acq, err := e.Enqueue(o, KindLock, "rec", lockOpt(sec)); err != nil || !acq {
+		t.Fatalf("Enqueue = %v, %v", acq, err)
+	}
+	clk.Advance(sec) // short and rec ran out; nothing evicted them
+	if h, q := e.OwnerCounts(o); h != 1 || q != 0 {
+		t.Fatalf("OwnerCounts = %d held, %d queued; want 1, 0", h, q)
 	}
 }

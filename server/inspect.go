@@ -23,12 +23,12 @@ import (
 // whole life: a resume points it at the new connection (conn, remote,
 // identity and name), and detached says no connection is attached.
 type connTag struct {
-	conn     atomic.Uint64          // connection id, 0 = the owner's id
-	remote   atomic.Pointer[string] // never nil
-	ident    atomic.Pointer[string] // authenticated identity, nil = none
-	name     atomic.Pointer[string] // set by `name`, nil = none
-	session  atomic.Pointer[string] // named session id, nil = unnamed
-	detached atomic.Bool            // the named session has no connection
+	conn     atomic.Uint64                // connection id, 0 = the owner's id
+	remote   atomic.Pointer[string]       // never nil
+	ident    atomic.Pointer[string]       // authenticated identity, nil = none
+	name     atomic.Pointer[string]       // set by `name`, nil = none
+	session  atomic.Pointer[core.Session] // named session, nil = unnamed
+	detached atomic.Bool                  // the named session has no connection
 }
 
 func newConnTag(remote string) *connTag {
@@ -130,8 +130,8 @@ func connOf(id uint64, tag any) inspectConn {
 		if id := t.conn.Load(); id != 0 {
 			c.ConnID = id
 		}
-		if sid := t.session.Load(); sid != nil {
-			c.Session, c.Detached = *sid, t.detached.Load()
+		if ns := t.session.Load(); ns != nil {
+			c.Session, c.Detached = ns.ID(), t.detached.Load()
 		}
 	}
 	return c

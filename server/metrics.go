@@ -244,13 +244,16 @@ var (
 	descKeys          = desc("keys", "Live keys (idle ones awaiting collection included), by namespace.", "namespace")
 	descGrants        = desc("grants_total", "Slots granted, by path: immediate (free at once) or after_wait (queued first).", "path")
 	descWait          = desc("wait_duration_seconds", "Time from joining a key's queue to being granted a slot.")
-	descLeasesEnded   = desc("leases_ended_total", "Leases ended, by reason: release (by token), expiry (ran out), disconnect (owner's connection ended).", "reason")
+	descLeasesEnded   = desc("leases_ended_total", "Leases ended, by reason: release (by token), expiry (ran out), disconnect (owner's connection or named session ended).", "reason")
 	descFence         = desc("fencing_token_last", "Fence value of the last token issued (rounded to a float64).")
 	descSigPublished  = desc("signals_published_total", "Signals published (signal requests answered ok).")
 	descSigDelivered  = desc("signals_delivered_total", "Signal frames accepted by listeners (the sum of signal answers).")
 	descSigDropped    = desc("signals_dropped_total", "Signal frames a listener refused because its push queue was full.")
 	descSlowConsumers = desc("slow_consumers_evicted_total", "Listeners disconnected because they did not read their signals in time.")
 	descSubs          = desc("subscriptions", "Subscriptions of the open connections.")
+	descSessions      = desc("sessions", "Named sessions (the session extension), by state: attached (a connection holds the session) or detached (waiting to be resumed).", "state")
+	descSessResumed   = desc("sessions_resumed_total", "Named sessions resumed by a new connection.")
+	descSessExpired   = desc("sessions_expired_total", "Detached named sessions ended at the end of their TTL (what they held released).")
 	descBuildInfo     = desc("build_info", "Build information; always 1.", "version", "goversion")
 )
 
@@ -258,7 +261,7 @@ var allDescs = []*prometheus.Desc{
 	descConnsOpen, descConnsAccepted, descConnsRefused, descRequests, descReqDuration,
 	descLocksHeld, descSemHeld, descWaiters, descKeys, descGrants, descWait, descLeasesEnded,
 	descFence, descSigPublished, descSigDelivered, descSigDropped, descSlowConsumers, descSubs,
-	descBuildInfo,
+	descSessions, descSessResumed, descSessExpired, descBuildInfo,
 }
 
 // Describe implements prometheus.Collector.
@@ -354,6 +357,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSigDropped, t.dropped)
 	counter(descSlowConsumers, s.slowConsumers.Load())
 	gauge(descSubs, float64(subs))
+	ss := s.opts.Engine.SessionStats()
+	gauge(descSessions, float64(ss.Attached), "attached")
+	gauge(descSessions, float64(ss.Detached), "detached")
+	counter(descSessResumed, ss.Resumed)
+	counter(descSessExpired, ss.Expired)
 	gauge(descBuildInfo, 1, version.Version(), runtime.Version())
 }
 

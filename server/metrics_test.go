@@ -154,7 +154,7 @@ dflockd_keys{namespace="semaphore"} 1
 # TYPE dflockd_grants_total counter
 dflockd_grants_total{path="after_wait"} 3
 dflockd_grants_total{path="immediate"} 7
-# HELP dflockd_leases_ended_total Leases ended, by reason: release (by token), expiry (ran out), disconnect (owner's connection ended).
+# HELP dflockd_leases_ended_total Leases ended, by reason: release (by token), expiry (ran out), disconnect (owner's connection or named session ended).
 # TYPE dflockd_leases_ended_total counter
 dflockd_leases_ended_total{reason="disconnect"} 2
 dflockd_leases_ended_total{reason="expiry"} 3

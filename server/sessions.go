@@ -49,14 +49,16 @@ func (s *Server) sessionTTL(asked time.Duration) time.Duration {
 	return min(ttl, max)
 }
 
-// newSessionID returns a fresh session id (64 random bits) and secret
-// (128 random bits), in lowercase hex.
-func newSessionID() (id, secret string, err error) {
+// newSessionID fills buf with a fresh session id (64 random bits) and
+// secret (128 random bits), in lowercase hex, and returns them as views
+// of buf (the engine copies them).
+func newSessionID(buf *[48]byte) (id, secret string, err error) {
 	var b [8 + 16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", "", fmt.Errorf("server: session id: %w", err)
 	}
-	return hex.EncodeToString(b[:8]), hex.EncodeToString(b[8:]), nil
+	hex.Encode(buf[:], b[:])
+	return view(buf[:16]), view(buf[16:]), nil
 }
 
 // nameSession answers `session`: "ok <sid> <secret> <ttl_s>".
@@ -69,11 +71,18 @@ func (sess *session) nameSession(req *protocol.Request) {
 	} else {
 		var ns *core.Session
 		var err error
+		var buf [48]byte
 		for try := 0; ns == nil && try < 3; try++ { // a clash of 64 random bits: retry
 			var id, secret string
-			if id, secret, err = newSessionID(); err == nil {
+			if id, secret, err = newSessionID(&buf); err == nil {
 				ns, err = e.NameSession(sess.owner, id, secret, ttl)
 			}
+		}
+		if errors.Is(err, core.ErrMaxSessions) {
+			s.logRefused("session refused: the named-session limit is reached (--max-sessions); the client carries on without one",
+				"conn", sess.id, "remote", sess.remote)
+			sess.reply(protocol.StatusError)
+			return
 		}
 		if err != nil {
 			s.log.Error("session: naming failed", "conn", sess.id, "err", err)
@@ -84,9 +93,8 @@ func (sess *session) nameSession(req *protocol.Request) {
 		s.attached[ns] = sess
 		s.mu.Unlock()
 		sess.ns = ns
-		id := ns.ID()
-		sess.tag.session.Store(&id)
-		s.log.Debug("session named", "conn", sess.id, "session", id, "ttl", ttl, "remote", sess.remote)
+		sess.tag.session.Store(ns)
+		s.log.Debug("session named", "conn", sess.id, "session", ns.ID(), "ttl", ttl, "remote", sess.remote)
 	}
 	sess.m.st = protocol.StatusOK
 	sess.wmu.Lock()
@@ -144,9 +152,16 @@ func (sess *session) resume(req *protocol.Request) {
 func (sess *session) takeSession(id, secret string) (*core.Session, error) {
 	s := sess.srv
 	e := s.opts.Engine
+	// A session is resumed only by the identity that named it (the
+	// same token, certificate name or uid): a leaked secret is not
+	// enough across identities. The refusal is error_session as well.
+	me := sess.identity()
+	sameIdentity := func(ns *core.Session) bool {
+		return ns.Owner().Tag().(*connTag).identity() == me
+	}
 	for try := 0; ; try++ {
 		s.mu.Lock()
-		ns, err := e.ResumeSession(id, secret)
+		ns, err := e.ResumeSession(id, secret, sameIdentity)
 		if err == nil {
 			// The connection's own owner holds nothing (checked above);
 			// its counters are retired and the session's owner adopted.
@@ -181,7 +196,8 @@ func (sess *session) takeSession(id, secret string) (*core.Session, error) {
 }
 
 // endOwner ends the connection's hold on its owner when the session
-// ends: a named session is detached (kept for its TTL) unless it said
+// ends (or, for bye, just before it answers; calling it again is
+// harmless): a named session is detached (kept for its TTL) unless it said
 // bye or the server is shutting down; everything else is released. It
 // reports whether the owner was detached (and is no longer this
 // connection's to count).
@@ -193,7 +209,7 @@ func (sess *session) endOwner(reason CloseReason) (detach bool) {
 		return false
 	}
 	if reason == CloseBye || s.shuttingDown() {
-		e.EndSession(sess.ns)
+		e.EndSession(sess.ns) // idempotent: bye ends it before answering
 		s.mu.Lock()
 		delete(s.attached, sess.ns)
 		s.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dflockd/dflockd/auth"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/testutil"
 )
@@ -288,4 +289,108 @@ func TestShutdownEndsNamedSessions(t *testing.T) {
 	if st := ts.Engine.SessionStats(); st.Attached+st.Detached != 0 {
 		t.Fatalf("session stats after shutdown = %+v", st)
 	}
+}
+
+// A named session's owner is counted exactly once by the metrics however
+// it moves: attached, detached, resumed on another connection, expired.
+func TestMetrics_SessionOwnerCountedOnce(t *testing.T) {
+	ts, clk := startClock(t, Options{SessionTTL: 5 * time.Second}, core.Options{})
+	reg := metricsRegistry(t, ts.Server)
+	grants := func() float64 { return metricValue(t, reg, "dflockd_grants_total", "path", "immediate") }
+	released := func() float64 { return metricValue(t, reg, "dflockd_leases_ended_total", "reason", "release") }
+	a := ts.dial(t)
+	sid, secret := nameSession(t, a, "", "5")
+	expectGrant(t, a.Do("l", "x", "0 100"), "ok", "100")
+	tok := expectGrant(t, a.Do("l", "y", "0 100"), "ok", "100")
+	if g := grants(); g != 2 {
+		t.Fatalf("grants = %v; want 2", g)
+	}
+	dropConn(a)
+	eventually(t, "a detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
+	if g := grants(); g != 2 {
+		t.Fatalf("grants while detached = %v; want 2", g)
+	}
+	if v := metricValue(t, reg, "dflockd_sessions", "state", "detached"); v != 1 {
+		t.Fatalf("sessions{detached} = %v", v)
+	}
+	b := ts.dial(t)
+	b.Expect("resume", sid, secret, "ok 2 0")
+	b.Expect("r", "y", tok, "ok")
+	if g, r := grants(), released(); g != 2 || r != 1 {
+		t.Fatalf("after resume: grants = %v, released = %v; want 2, 1", g, r)
+	}
+	if v := metricValue(t, reg, "dflockd_sessions_resumed_total"); v != 1 {
+		t.Fatalf("sessions_resumed_total = %v", v)
+	}
+	dropConn(b)
+	eventually(t, "b detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
+	clk.Advance(5 * time.Second)
+	ts.Engine.ExpireSessions()
+	compareMetrics(t, reg, `
+# HELP dflockd_sessions_expired_total Detached named sessions ended at the end of their TTL (what they held released).
+# TYPE dflockd_sessions_expired_total counter
+dflockd_sessions_expired_total 1
+# HELP dflockd_sessions Named sessions (the session extension), by state: attached (a connection holds the session) or detached (waiting to be resumed).
+# TYPE dflockd_sessions gauge
+dflockd_sessions{state="attached"} 0
+dflockd_sessions{state="detached"} 0
+`, "dflockd_sessions_expired_total", "dflockd_sessions")
+	if g, r, d := grants(), released(), metricValue(t, reg, "dflockd_leases_ended_total", "reason", "disconnect"); g != 2 || r != 1 || d != 1 {
+		t.Fatalf("after expiry: grants = %v, released = %v, disconnect = %v; want 2, 1, 1", g, r, d)
+	}
+}
+
+// namedTokens authenticates each token as the identity of the same name.
+type namedTokens struct{}
+
+func (namedTokens) Authenticate(_ context.Context, _ auth.Peer, cred string) (auth.Identity, error) {
+	if cred == "" {
+		return auth.Identity{}, auth.ErrDenied
+	}
+	return auth.Identity{Name: cred}, nil
+}
+
+// A session is resumed only under the identity that named it; any other
+// identity gets error_session, as for a wrong secret.
+func TestResumeNeedsTheSameIdentity(t *testing.T) {
+	ts := start(t, Options{Auth: namedTokens{}}, core.Options{})
+	login := func(who string) *testutil.LineClient {
+		c := testutil.Dial(t, ts.Addr)
+		c.Expect("auth", "_", who, "ok")
+		return c
+	}
+	a := login("alice")
+	sid, secret := nameSession(t, a, "", "15")
+	expectGrant(t, a.Do("l", "k", "0"), "ok", "33")
+	dropConn(a)
+	eventually(t, "a detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
+	login("bob").Expect("resume", sid, secret, "error_session")
+	login("alice").Expect("resume", sid, secret, "ok 1 0")
+}
+
+// Past --max-sessions, session is answered error and the connection
+// carries on unnamed.
+func TestMaxSessionsRefusesNaming(t *testing.T) {
+	ts := start(t, Options{}, core.Options{MaxSessions: 1})
+	a, b := testutil.Dial(t, ts.Addr), testutil.Dial(t, ts.Addr)
+	nameSession(t, a, "", "15")
+	b.Expect("session", "_", "", "error")
+	expectGrant(t, b.Do("l", "k", "0"), "ok", "33")
+	dropConn(a)
+	eventually(t, "a detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
+	b.Expect("session", "_", "", "error") // a detached session still counts
+}
+
+// bye releases before it answers: the lock is free by the time ok is read.
+func TestByeReleasesBeforeAnswering(t *testing.T) {
+	ts := start(t, Options{}, core.Options{})
+	a := testutil.Dial(t, ts.Addr)
+	nameSession(t, a, "", "15")
+	expectGrant(t, a.Do("l", "k", "0"), "ok", "33")
+	a.Expect("bye", "_", "", "ok")
+	if n := ts.Engine.SessionStats(); n.Attached+n.Detached != 0 {
+		t.Fatalf("session still known after bye answered: %+v", n)
+	}
+	b := testutil.Dial(t, ts.Addr)
+	expectGrant(t, b.Do("l", "k", "0"), "ok", "33")
 }

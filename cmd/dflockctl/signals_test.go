@@ -123,7 +123,7 @@ func TestStats(t *testing.T) {
 	}
 	out := p.stdout.String()
 	for _, re := range []string{
-		`(?m)^connections: 3 +slow consumers: 0$`,
+		`(?m)^connections: 3 +sessions: 0 \(0 detached\) +slow consumers: 0$`,
 		`(?m)^Locks \(1\)\n +KEY +OWNER +LEASE LEFT +WAITERS\n +stats-lock +\d+ +\d+\.\ds +0$`,
 		`(?m)^Semaphores \(1\)\n +KEY +LIMIT +HOLDERS +WAITERS\n +stats-sem +3 +1 +0$`,
 		`(?m)^Idle keys \(0\)\n +\(none\)$`,

@@ -47,7 +47,8 @@ func (c *StatsCmd) run(ctx context.Context, srv target, stdout io.Writer) error 
 // say "(none)"; a section the server cut says "truncated (showing N of
 // M)".
 func writeStats(w io.Writer, st *client.Stats) {
-	fmt.Fprintf(w, "connections: %d   slow consumers: %d\n", st.Connections, st.SlowConsumers)
+	fmt.Fprintf(w, "connections: %d   sessions: %d (%d detached)   slow consumers: %d\n",
+		st.Connections, st.Sessions, st.DetachedSessions, st.SlowConsumers)
 	tot := client.StatsTotals{ // a server without totals lists everything
 		Locks: len(st.Locks), Semaphores: len(st.Semaphores), IdleLocks: len(st.IdleLocks),
 		IdleSemaphores: len(st.IdleSemaphores), SignalChannels: len(st.SignalChannels), Clients: len(st.Clients),

@@ -68,12 +68,15 @@ type ServeCmd struct {
 	LeaseSweepInterval      cliflag.Seconds `name:"lease-sweep-interval" default:"1" envvar:"DFLOCKD_LEASE_SWEEP_INTERVAL_S" group:"Locks" help:"Seconds between sweeps of expired leases (> 0)."`
 	GCInterval              cliflag.Seconds `name:"gc-interval" default:"5" envvar:"DFLOCKD_GC_INTERVAL_S" envalias:"DFLOCKD_GC_LOOP_SLEEP" group:"Locks" help:"Seconds between idle-key collections (> 0)."`
 	GCMaxIdle               cliflag.Seconds `name:"gc-max-idle" default:"60" envvar:"DFLOCKD_GC_MAX_IDLE_S" envalias:"DFLOCKD_GC_MAX_UNUSED_TIME" group:"Locks" help:"Idle seconds after which a key is collected (>= 0; 0 = next GC tick)."`
+	SessionTTL              cliflag.Seconds `name:"session-ttl" default:"15" envvar:"DFLOCKD_SESSION_TTL_S" group:"Locks" help:"Seconds a named session is kept after its connection is lost, for the client to resume it, when the client asks no TTL (> 0, at most --session-ttl-max)."`
+	SessionTTLMax           cliflag.Seconds `name:"session-ttl-max" default:"300" envvar:"DFLOCKD_SESSION_TTL_MAX_S" group:"Locks" help:"Largest session TTL a client may ask for; longer ones are cut to it (> 0)."`
 	AutoReleaseOnDisconnect bool            `name:"auto-release-on-disconnect" default:"true" envvar:"DFLOCKD_AUTO_RELEASE_ON_DISCONNECT" group:"Locks" help:"Release a connection's leases when it closes; =false keeps them until they expire (default true)."`
 
 	MaxLocks            int `name:"max-locks" default:"1024" envvar:"DFLOCKD_MAX_LOCKS" group:"Limits" help:"Live locks plus semaphores (> 0)."`
 	MaxConnections      int `name:"max-connections" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS" group:"Limits" help:"Open connections (0 = unlimited)."`
 	MaxConnectionsPerIP int `name:"max-connections-per-ip" default:"0" envvar:"DFLOCKD_MAX_CONNECTIONS_PER_IP" group:"Limits" help:"Open connections per client IP (0 = unlimited)."`
 	MaxWaiters          int `name:"max-waiters" default:"0" envvar:"DFLOCKD_MAX_WAITERS" group:"Limits" help:"Queued waiters per key (0 = unlimited)."`
+	MaxSessions         int `name:"max-sessions" default:"10000" envvar:"DFLOCKD_MAX_SESSIONS" group:"Limits" help:"Named sessions, with a connection or detached (0 = unlimited); past it session is answered error and the client carries on without one."`
 	MaxSubscriptions    int `name:"max-subscriptions" default:"0" envvar:"DFLOCKD_MAX_SUBSCRIPTIONS" group:"Limits" help:"Signal subscriptions per connection (0 = unlimited)."`
 	SignalQueueBytes    int `name:"signal-queue-bytes" default:"1048576" envvar:"DFLOCKD_SIGNAL_QUEUE_BYTES" group:"Limits" help:"Signal bytes a connection may have waiting to be written; a listener that falls this far behind is closed as a slow consumer (> 0; default 1 MiB)."`
 	SignalQueue         int `name:"signal-queue" default:"0" envvar:"DFLOCKD_SIGNAL_QUEUE" group:"Limits" help:"Optional cap on the same waiting signals in frames, on top of --signal-queue-bytes (0 = no frame cap)."`
@@ -291,10 +294,13 @@ func (c *ServeCmd) validate() error {
 		{"max-connections", counts(c.MaxConnections), 0, math.MaxInt64, false},
 		{"max-connections-per-ip", counts(c.MaxConnectionsPerIP), 0, math.MaxInt64, false},
 		{"max-waiters", counts(c.MaxWaiters), 0, math.MaxInt64, false},
+		{"max-sessions", counts(c.MaxSessions), 0, math.MaxInt64, false},
 		{"max-subscriptions", counts(c.MaxSubscriptions), 0, math.MaxInt64, false},
 		{"signal-queue-bytes", counts(c.SignalQueueBytes), 1, math.MaxInt32, false},
 		{"signal-queue", counts(c.SignalQueue), 0, math.MaxInt32, false},
 		{"stats-max-items", counts(c.StatsMaxItems), 0, math.MaxInt32, false},
+		{"session-ttl", int64(c.SessionTTL), 1, maxSeconds, true},
+		{"session-ttl-max", int64(c.SessionTTLMax), 1, maxSeconds, true},
 		{"read-timeout", int64(c.ReadTimeout), 1, maxSeconds, true},
 		{"write-timeout", int64(c.WriteTimeout), 0, maxSeconds, true},
 		{"shutdown-timeout", int64(c.ShutdownTimeout), 0, maxSeconds, true},
@@ -318,6 +324,9 @@ func (c *ServeCmd) validate() error {
 			rule = fmt.Sprintf("must be at most %d", ck.max)
 		}
 		return fmt.Errorf("%s: %s, got %d", c.flagRef(ck.flag), rule, ck.v)
+	}
+	if c.SessionTTL > c.SessionTTLMax {
+		return fmt.Errorf("%s: must be at most %s (%d), got %d", c.flagRef("session-ttl"), c.flagRef("session-ttl-max"), c.SessionTTLMax, c.SessionTTL)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key must be given together")
@@ -474,6 +483,7 @@ func (c *ServeCmd) engineOptions() core.Options {
 		GCMaxIdle:        c.GCMaxIdle.Duration(),
 		MaxKeys:          c.MaxLocks,
 		MaxWaiters:       c.MaxWaiters,
+		MaxSessions:      c.MaxSessions,
 		KeepOnDisconnect: !c.AutoReleaseOnDisconnect,
 	}
 }
@@ -491,6 +501,8 @@ func (c *ServeCmd) serverOptions(engine *core.Engine, log *slog.Logger) server.O
 		PushQueueBytes:   c.SignalQueueBytes,
 		PushQueue:        c.SignalQueue,
 		StatsMaxItems:    c.StatsMaxItems,
+		SessionTTL:       c.SessionTTL.Duration(),
+		SessionTTLMax:    c.SessionTTLMax.Duration(),
 	}
 	if c.StatsMaxItems == 0 {
 		opts.StatsMaxItems = -1 // totals only

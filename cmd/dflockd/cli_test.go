@@ -75,7 +75,7 @@ func TestDefaults(t *testing.T) {
 	so := c.serverOptions(nil, nil)
 	if so.ReadTimeout != 23*time.Second || so.WriteTimeout != 5*time.Second || so.MaxConns != 0 ||
 		so.MaxConnsPerIP != 0 || so.MaxSubscriptions != 0 || so.PushQueueBytes != 1<<20 || so.PushQueue != 0 || so.Auth != nil ||
-		so.StatsMaxItems != 1000 {
+		so.StatsMaxItems != 1000 || so.SessionTTL != 15*time.Second || so.SessionTTLMax != 300*time.Second {
 		t.Errorf("serverOptions = %+v", so)
 	}
 	if c.shutdownTimeout() != 30*time.Second {
@@ -161,6 +161,12 @@ var flagCases = []struct {
 		func(s *settings) bool { return s.server.StatsMaxItems < 0 }},
 	{[]string{"--read-timeout", "15"}, map[string]string{"DFLOCKD_READ_TIMEOUT_S": "15"},
 		func(s *settings) bool { return s.server.ReadTimeout == 15*time.Second }},
+	{[]string{"--max-sessions", "7"}, map[string]string{"DFLOCKD_MAX_SESSIONS": "7"},
+		func(s *settings) bool { return s.engine.MaxSessions == 7 }},
+	{[]string{"--session-ttl", "20"}, map[string]string{"DFLOCKD_SESSION_TTL_S": "20"},
+		func(s *settings) bool { return s.server.SessionTTL == 20*time.Second }},
+	{[]string{"--session-ttl-max", "60"}, map[string]string{"DFLOCKD_SESSION_TTL_MAX_S": "60"},
+		func(s *settings) bool { return s.server.SessionTTLMax == 60*time.Second }},
 	{[]string{"--write-timeout", "16"}, map[string]string{"DFLOCKD_WRITE_TIMEOUT_S": "16"},
 		func(s *settings) bool { return s.server.WriteTimeout == 16*time.Second }},
 	{[]string{"--shutdown-timeout", "17"}, map[string]string{"DFLOCKD_SHUTDOWN_TIMEOUT_S": "17"},
@@ -460,12 +466,18 @@ func TestValidation(t *testing.T) {
 		{[]string{"--max-connections=-1"}, "--max-connections"},
 		{[]string{"--max-connections-per-ip=-1"}, "--max-connections-per-ip"},
 		{[]string{"--max-waiters=-1"}, "--max-waiters"},
+		{[]string{"--max-sessions=-1"}, "--max-sessions"},
+		{[]string{"--max-sessions", "0"}, ""},
 		{[]string{"--max-subscriptions=-1"}, "--max-subscriptions"},
 		{[]string{"--signal-queue", "0"}, ""},
 		{[]string{"--signal-queue=-1"}, "--signal-queue"},
 		{[]string{"--signal-queue-bytes", "0"}, "--signal-queue-bytes"},
 		{[]string{"--stats-max-items=-1"}, "--stats-max-items"},
 		{[]string{"--read-timeout", "0"}, "--read-timeout"},
+		{[]string{"--session-ttl", "0"}, "--session-ttl"},
+		{[]string{"--session-ttl-max", "0"}, "--session-ttl-max"},
+		{[]string{"--session-ttl", "301"}, "--session-ttl: must be at most --session-ttl-max (300), got 301"},
+		{[]string{"--session-ttl", "301", "--session-ttl-max", "600"}, ""},
 		{[]string{"--write-timeout", "0"}, ""},
 		{[]string{"--write-timeout=-1"}, "--write-timeout"},
 		{[]string{"--shutdown-timeout", "0"}, ""},
