@@ -134,9 +134,8 @@ const (
 	OpSession
 	// OpResume is `resume` of session Input.SID with Input.Secret.
 	OpResume
-	// OpBye is `bye`. The server ends the session after it answers, so
-	// the operation's interval runs until the server was seen to forget
-	// the connection.
+	// OpBye is `bye`: the connection's session ends, or its unnamed
+	// owner is released, before the answer; then the connection closes.
 	OpBye
 	// OpExpireSessions is Engine.ExpireSessions: every detached session
 	// whose deadline has passed is ended and its owner released. It

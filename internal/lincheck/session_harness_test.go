@@ -183,9 +183,9 @@ func (c *client) resumed(out Output) {
 	c.held = map[string][]string{}
 }
 
-// bye sends `bye`. The server ends the session after its answer, so the
-// operation's interval runs until the server has forgotten the
-// connection; no disconnect follows it.
+// bye sends `bye`. The server ends the session (or releases an unnamed
+// connection's owner) before it answers, then closes the connection; no
+// disconnect follows it.
 func (c *client) bye(k keySpec) {
 	in := Input{Op: OpBye, Key: k.part(), Limit: k.limit}
 	op, err := c.sendLine(in, "bye", "_", "")
@@ -211,8 +211,8 @@ func (c *client) bye(k keySpec) {
 	if quiet {
 		defer c.h.quiet.Add(-1)
 	}
-	gone := c.h.waitGone(info.Upstream)
-	c.h.record(c.id, op.Input.(Input), out, op.Call, gone)
+	c.h.waitGone(info.Upstream)
+	c.h.record(c.id, op.Input.(Input), out, op.Call, op.Return)
 	c.sid, c.secret = "", ""
 	c.held = map[string][]string{}
 	if err := c.connect(); err != nil {
