@@ -60,9 +60,7 @@
 // session already has a record for the key, the place is given up
 // instead. A pending grant evicted before its waiter saw it leaves a
 // "lapsed" mark: the waiter answers error_lease_expired, or, if the
-// connection ended first, the session keeps a dead record that blocks a
-// new `e` (error_already_enqueued) until a `w` consumes it
-// (error_not_enqueued) -- which is what the engine does.
+// connection ended first, nothing is parked (the engine drops it).
 //
 // Try-locks (timeout 0) are exact: `timeout` requires every slot taken or
 // someone queued.
@@ -463,10 +461,8 @@ func (s *State) park(owner int) {
 		}
 	}
 	if i := s.findLapse(owner, false); i >= 0 {
+		// A grant that ran out unseen leaves nothing to park.
 		s.Lapsed = slices.Delete(cloneSlice(s.Lapsed), i, i+1)
-		if !drop {
-			s.addLapse(Lapse{Owner: owner, Parked: true})
-		}
 	}
 }
 
