@@ -381,10 +381,16 @@ func (e *Engine) park(w *waiter, cause error) (Lease, error) {
 	case stateWaiting:
 		w.twoPhase = true
 	case stateGranted:
-		w.twoPhase = true
-		if i := r.findToken(w.token); i >= 0 {
-			r.holders[i].rec = w
+		i := r.findToken(w.token)
+		if i < 0 {
+			// Granted, then evicted (its lease ran out) before anyone
+			// saw it: there is nothing left to keep.
+			w.state.Store(stateDone)
+			r.mu.Unlock()
+			return Lease{}, fmt.Errorf("%w: %w", ErrCanceled, cause)
 		}
+		w.twoPhase = true
+		r.holders[i].rec = w
 	default:
 		r.mu.Unlock()
 		return Lease{}, fmt.Errorf("%w: %w", ErrCanceled, cause)

@@ -395,3 +395,26 @@ func TestOwnerCountsSkipExpiredLeases(t *testing.T) {
 		t.Fatalf("OwnerCounts = %d held, %d queued; want 1, 0", h, q)
 	}
 }
+
+// A blocked request granted a slot that then ran out and was evicted
+// before the request saw it is not kept at a park: nothing is left, so a
+// later enqueue on the key is not refused as already enqueued.
+func TestParkDropsAGrantThatRanOut(t *testing.T) {
+	e, clk := newTestEngine(t, Options{})
+	first := NewOwner(1)
+	l1 := mustAcquire(t, e, first, KindLock, "k", lockOpt(time.Hour))
+	o := NewOwner(2)
+	mustName(t, e, o, sid1, time.Minute)
+	tk := mustQueue(t, e, o, KindLock, "k", lockOpt(sec))
+	if err := e.Release(first, KindLock, "k", l1.Token.String()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(sec)
+	e.Sweep() // the grant ran out unseen
+	if _, err := e.park(tk.w, context.Canceled); errors.Is(err, ErrParked) || !errors.Is(err, ErrCanceled) {
+		t.Fatalf("park = %v; want a plain cancel", err)
+	}
+	if _, _, err := e.Enqueue(o, KindLock, "k", lockOpt(0)); err != nil {
+		t.Fatalf("enqueue after the dropped park = %v", err)
+	}
+}
