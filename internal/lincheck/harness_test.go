@@ -36,12 +36,15 @@ const noticeLimit = 10 * time.Second
 
 // keySpec is one key of a run. Blocking keys see l/sl with timeouts;
 // two-phase keys see e/w and try-locks (see the model's doc for why the
-// two never share a key).
+// two never share a key, unless the key is tracked: then its blocking
+// acquires are recorded with their arrival, OpJoin, and every kind of
+// request may use it).
 type keySpec struct {
 	name     string
 	sem      bool
 	limit    int
 	twoPhase bool
+	tracked  bool
 }
 
 func (k keySpec) part() string { return Namespace(k.sem, k.name) }
@@ -59,6 +62,9 @@ type stats struct {
 	cuts, cutAlls, vanishWait, vanishHolding atomic.Int64
 	slowHolds, staleAnswers, expiries        atomic.Int64
 	advances, sweeps                         atomic.Int64
+	// The session run.
+	named, resumed, resumeRefused, wrongResumes atomic.Int64
+	byes, takeovers, abandoned, sessExpired     atomic.Int64
 }
 
 // harness is a server behind a fault proxy, a test clock and a history.
@@ -72,6 +78,10 @@ type harness struct {
 
 	mu  sync.Mutex
 	ops []porcupine.Operation
+
+	keys []keySpec // the keys clients pick from
+	// sessions: the clock also ends detached sessions (OpExpireSessions).
+	sessions bool
 
 	nextConn atomic.Int64
 	// quiet counts connections of a cut-all whose disconnect is not yet
@@ -91,19 +101,27 @@ type harness struct {
 }
 
 func newHarness(t testing.TB, seed int64) *harness {
+	return newHarnessFor(t, seed, runKeys, false)
+}
+
+// newHarnessFor is newHarness with the keys clients use, and with named
+// sessions expiring on the test clock when sessions is set.
+func newHarnessFor(t testing.TB, seed int64, keys []keySpec, sessions bool) *harness {
 	t.Helper()
 	clk := testutil.NewClock()
 	ts := testserver.Start(t, "tcp", testserver.Config{
 		Engine: core.Options{Now: clk.Now, DefaultTTL: defaultTTL},
-		Server: server.Options{ReadTimeout: time.Hour, WriteTimeout: 10 * time.Second},
-		NoRun:  true,
+		Server: server.Options{ReadTimeout: time.Hour, WriteTimeout: 10 * time.Second,
+			SessionTTL: sessionTTL, SessionTTLMax: sessionTTLMax},
+		NoRun: true,
 	})
 	p, err := faultproxy.Listen(t.Context(), ts.Endpoint.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	h := &harness{t: t, seed: seed, ts: ts, clk: clk, proxy: p, start: time.Now(), tokens: map[string][]string{}}
+	h := &harness{t: t, seed: seed, ts: ts, clk: clk, proxy: p, start: time.Now(), tokens: map[string][]string{},
+		keys: keys, sessions: sessions}
 	h.obs = ts.DialT(t)
 	h.obsR = bufio.NewReader(h.obs)
 	return h
@@ -202,12 +220,21 @@ func (h *harness) waitGone(remote string) int64 {
 }
 
 // tick advances the test clock by d and, per mode, sweeps: 0 = nothing,
-// 1 = ExpireDue + Sweep, 2 = ExpireDue only.
+// 1 = ExpireDue + Sweep (in a session run, first ExpireSessions, which
+// ends the detached sessions whose TTL passed, as the server's Run loop
+// does), 2 = ExpireDue only.
 func (h *harness) tick(client int, d time.Duration, mode int) {
 	call := h.now()
 	h.clk.Advance(d)
 	h.record(client, Input{Op: OpAdvance, D: d}, Output{Status: "ok"}, call, h.now())
 	h.st.advances.Add(1)
+	if h.sessions && mode == 1 {
+		call = h.now()
+		before := h.ts.Engine.SessionStats().Expired
+		h.ts.Engine.ExpireSessions()
+		h.st.sessExpired.Add(int64(h.ts.Engine.SessionStats().Expired - before))
+		h.record(client, Input{Op: OpExpireSessions}, Output{Status: "ok"}, call, h.now())
+	}
 	switch mode {
 	case 1:
 		call = h.now()
@@ -236,10 +263,10 @@ func (h *harness) check(timeout time.Duration) {
 	}
 	if res == porcupine.Illegal {
 		explain(h.t, ops)
-		dump := filepath.Join(os.TempDir(), fmt.Sprintf("lincheck-%d.json", h.seed))
-		if b, err := json.Marshal(ops); err == nil && os.WriteFile(dump, b, 0o644) == nil {
-			h.t.Logf("history written to %s", dump)
-		}
+	}
+	dump := filepath.Join(os.TempDir(), fmt.Sprintf("lincheck-%d.json", h.seed))
+	if b, err := json.Marshal(ops); err == nil && os.WriteFile(dump, b, 0o644) == nil {
+		h.t.Logf("history written to %s (check it again with LINCHECK_REPLAY=%s go test -run TestReplay)", dump, dump)
 	}
 	path := filepath.Join(os.TempDir(), fmt.Sprintf("lincheck-%d.html", h.seed))
 	if err := porcupine.VisualizePath(Model(), info, path); err != nil {
@@ -266,6 +293,16 @@ type client struct {
 	quiet  bool  // the cut was a cut-all that holds the clock
 
 	held map[string][]string // tokens this client believes it holds, per partition
+
+	// Named sessions (the session run): bound is the one key the
+	// client's sessions use (nil: the client never names one); sid and
+	// secret the session it may resume; attached whether this
+	// connection is attached to it; resume that the connection is fresh
+	// after a cut and should resume first.
+	bound       *keySpec
+	sid, secret string
+	attached    bool
+	resume      bool
 }
 
 func (h *harness) newClient(id int, rng *rand.Rand) *client {
@@ -304,7 +341,7 @@ func (c *client) connect() error {
 	}
 	c.conn, c.rd, c.info, c.cut = conn, rd, info, false
 	c.connID = int(c.h.nextConn.Add(1))
-	c.held = map[string][]string{}
+	c.attached = false
 	return nil
 }
 
@@ -331,6 +368,7 @@ func (c *client) disconnected(pending *porcupine.Operation) {
 	if err := c.connect(); err != nil {
 		c.h.t.Errorf("client %d reconnect: %v", c.id, err)
 	}
+	c.afterCut()
 }
 
 // ended is disconnected without the reconnect.
@@ -378,11 +416,59 @@ func parse(line string) Output {
 	return out
 }
 
-// send writes one request; it returns the operation with its call time.
+// parseAnswer turns the answer line of an op into an Output. The
+// answers of session and resume have shapes of their own; a malformed
+// one gets a status no model step accepts.
+func parseAnswer(op OpKind, line string) Output {
+	f := strings.Fields(line)
+	bad := Output{Status: "malformed: " + strings.TrimSpace(line)}
+	switch {
+	case op == OpSession && len(f) > 0 && f[0] == "ok":
+		if len(f) != 4 || !isHex(f[1], 16) || !isHex(f[2], 32) {
+			return bad
+		}
+		ttl, err := strconv.ParseInt(f[3], 10, 64)
+		if err != nil || ttl < 1 {
+			return bad
+		}
+		return Output{Status: "ok", SID: f[1], Secret: f[2], TTL: ttl}
+	case op == OpResume && len(f) > 0 && f[0] == "ok":
+		if len(f) != 3 {
+			return bad
+		}
+		held, err1 := strconv.Atoi(f[1])
+		queued, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || held < 0 || queued < 0 {
+			return bad
+		}
+		return Output{Status: "ok", Held: held, Queued: queued}
+	}
+	return parse(line)
+}
+
+// isHex reports whether s is n lowercase hex digits.
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, r := range s {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// send writes one request, whose key line is the key of in; it returns
+// the operation with its call time.
 func (c *client) send(in Input, cmd, arg string) (*porcupine.Operation, error) {
+	return c.sendLine(in, cmd, in.Key[strings.IndexByte(in.Key, ':')+1:], arg)
+}
+
+// sendLine is send with an explicit key line.
+func (c *client) sendLine(in Input, cmd, key, arg string) (*porcupine.Operation, error) {
 	in.Conn = c.connID
 	op := &porcupine.Operation{ClientId: c.id, Input: in, Call: c.h.now()}
-	key := in.Key[strings.IndexByte(in.Key, ':')+1:]
 	_ = c.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	_, err := c.conn.Write([]byte(cmd + "\n" + key + "\n" + arg + "\n"))
 	return op, err
@@ -397,14 +483,19 @@ func (c *client) receive(op *porcupine.Operation, wait time.Duration) (Output, e
 		return Output{}, err
 	}
 	op.Return = c.h.now()
-	op.Output = parse(line)
+	op.Output = parseAnswer(op.Input.(Input).Op, line)
 	return op.Output.(Output), nil
 }
 
 // do runs one request and records it. A cut connection makes the
 // operation lost (and reconnects); ok is false then.
 func (c *client) do(in Input, cmd, arg string) (Output, bool) {
-	op, err := c.send(in, cmd, arg)
+	return c.doLine(in, cmd, in.Key[strings.IndexByte(in.Key, ':')+1:], arg)
+}
+
+// doLine is do with an explicit key line.
+func (c *client) doLine(in Input, cmd, key, arg string) (Output, bool) {
+	op, err := c.sendLine(in, cmd, key, arg)
 	var out Output
 	if err == nil {
 		out, err = c.receive(op, time.Duration(in.Timeout)*time.Second+15*time.Second)
@@ -422,20 +513,31 @@ func (c *client) do(in Input, cmd, arg string) (Output, bool) {
 	return out, true
 }
 
-// recordEntry adds the OpEvict of a blocking acquire (see OpEvict) over
-// the acquire's interval.
+// recordEntry adds the arrival of a blocking acquire (OpEvict, or
+// OpJoin when tracked) over the acquire's interval.
 func (c *client) recordEntry(op *porcupine.Operation, status string) {
 	in := op.Input.(Input)
 	if in.Op != OpAcquire || in.Timeout == 0 {
 		return
 	}
-	c.h.record(c.id, Input{Op: OpEvict, Key: in.Key, Limit: in.Limit, Conn: in.Conn}, Output{Status: status}, op.Call, op.Return)
+	entry := OpEvict
+	if in.Tracked {
+		entry = OpJoin
+	}
+	c.h.record(c.id, Input{Op: entry, Key: in.Key, Limit: in.Limit, Conn: in.Conn, TTL: in.TTL}, Output{Status: status}, op.Call, op.Return)
 }
 
 // Request builders. TTLs are whole seconds on the wire; omitted means
 // the engine default.
 
 func (c *client) leaseArg() (string, time.Duration) {
+	if c.h.sessions {
+		// Shorter, never the default: the waits behind a lease are
+		// shorter, and so are the blocking requests' intervals (see
+		// sessionTTL).
+		s := 1 + c.rng.Intn(6)
+		return " " + strconv.Itoa(s), time.Duration(s) * time.Second
+	}
 	if c.rng.Intn(5) == 0 {
 		return "", defaultTTL
 	}
@@ -445,7 +547,7 @@ func (c *client) leaseArg() (string, time.Duration) {
 
 func (c *client) acquire(k keySpec, timeout int) (Output, bool) {
 	lease, ttl := c.leaseArg()
-	in := Input{Op: OpAcquire, Key: k.part(), Limit: k.limit, Timeout: timeout, TTL: ttl}
+	in := Input{Op: OpAcquire, Key: k.part(), Limit: k.limit, Timeout: timeout, TTL: ttl, Tracked: k.tracked && timeout > 0}
 	cmd, arg := "l", strconv.Itoa(timeout)+lease
 	if k.sem {
 		cmd, arg = "sl", fmt.Sprintf("%d %d%s", timeout, k.limit, lease)
@@ -470,7 +572,7 @@ func (c *client) pickToken(k keySpec) (tok string, mine bool) {
 	case r < 9:
 		return c.h.randomToken(c.rng, k.part()), false
 	default:
-		other := runKeys[c.rng.Intn(len(runKeys))]
+		other := c.h.keys[c.rng.Intn(len(c.h.keys))]
 		return c.h.randomToken(c.rng, other.part()), false
 	}
 }
@@ -548,7 +650,7 @@ func (c *client) vanish(k keySpec) {
 	var in Input
 	var cmd, arg string
 	lease, ttl := c.leaseArg()
-	if k.twoPhase {
+	if k.twoPhase && (!k.tracked || c.rng.Intn(2) == 0) {
 		if out, ok := c.enqueue(k); !ok || (out.Status != "queued" && out.Status != "acquired") {
 			return
 		}
@@ -558,7 +660,7 @@ func (c *client) vanish(k keySpec) {
 			cmd = "sw"
 		}
 	} else {
-		in = Input{Op: OpAcquire, Key: k.part(), Limit: k.limit, Timeout: 5, TTL: ttl}
+		in = Input{Op: OpAcquire, Key: k.part(), Limit: k.limit, Timeout: 5, TTL: ttl, Tracked: k.tracked}
 		cmd, arg = "l", "5"+lease
 		if k.sem {
 			cmd, arg = "sl", fmt.Sprintf("5 %d%s", k.limit, lease)
@@ -589,7 +691,11 @@ func (c *client) vanish(k keySpec) {
 
 // step runs one random action.
 func (c *client) step(faults bool) {
-	k := runKeys[c.rng.Intn(len(runKeys))]
+	if c.h.sessions {
+		c.sessionStep(faults)
+		return
+	}
+	k := c.h.keys[c.rng.Intn(len(c.h.keys))]
 	r := c.rng.Intn(100)
 	if faults && r < 4 {
 		c.vanish(k)
@@ -645,25 +751,36 @@ type runConfig struct {
 	clients  int
 	duration time.Duration
 	faults   bool
+	// sessions runs the session workload (session_harness_test.go): all
+	// clients but two name sessions bound to one key each.
+	sessions bool
 }
 
 // run drives a random workload and checks the history.
 func run(t *testing.T, cfg runConfig, checkTimeout time.Duration) *harness {
-	t.Logf("seed %d (replay the choices with -lincheck.seed=%d), %d clients, %v, faults %t", cfg.seed, cfg.seed, cfg.clients, cfg.duration, cfg.faults)
+	t.Logf("seed %d (replay the choices with -lincheck.seed=%d), %d clients, %v, faults %t, sessions %t",
+		cfg.seed, cfg.seed, cfg.clients, cfg.duration, cfg.faults, cfg.sessions)
 	h := newHarness(t, cfg.seed)
+	if cfg.sessions {
+		h = newHarnessFor(t, cfg.seed, sessionKeys, true)
+	}
 	master := rand.New(rand.NewSource(cfg.seed))
 	clients := make([]*client, cfg.clients)
 	for i := range clients {
 		clients[i] = h.newClient(i, rand.New(rand.NewSource(master.Int63())))
+		if cfg.sessions && i < cfg.clients-2 {
+			clients[i].bound = &sessionKeys[i%len(sessionKeys)]
+		}
 	}
 	tickRng := rand.New(rand.NewSource(master.Int63()))
 	faultRng := rand.New(rand.NewSource(master.Int63()))
 	stop := time.Now().Add(cfg.duration)
-	var wg sync.WaitGroup
+	var wg, active sync.WaitGroup
+	var finished atomic.Bool
 	for _, c := range clients {
-		wg.Add(1)
+		active.Add(1)
 		go func() {
-			defer wg.Done()
+			defer active.Done()
 			for time.Now().Before(stop) && !t.Failed() {
 				c.step(cfg.faults)
 			}
@@ -671,9 +788,17 @@ func run(t *testing.T, cfg runConfig, checkTimeout time.Duration) *harness {
 		}()
 	}
 	wg.Add(1)
-	go func() { // the clock
+	go func() { // the clients are done when their last requests are
 		defer wg.Done()
-		for time.Now().Before(stop) {
+		active.Wait()
+		finished.Store(true)
+	}()
+	wg.Add(1)
+	go func() { // the clock, until the last client is done: a request
+		// still waiting at the stop is granted as leases and sessions
+		// run out, instead of waiting out its timeout
+		defer wg.Done()
+		for time.Now().Before(stop) || !finished.Load() {
 			time.Sleep(time.Duration(500+tickRng.Intn(3000)) * time.Microsecond)
 			if h.quiet.Load() > 0 {
 				continue
@@ -699,6 +824,9 @@ func run(t *testing.T, cfg runConfig, checkTimeout time.Duration) *harness {
 		}()
 	}
 	wg.Wait()
+	if cfg.sessions {
+		h.endSessions(cfg.clients)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -708,6 +836,10 @@ func run(t *testing.T, cfg runConfig, checkTimeout time.Duration) *harness {
 		len(h.history()), cfg.clients, s.advances.Load(), s.sweeps.Load(), s.expiries.Load())
 	t.Logf("faults: %d proxy cuts, %d cut-all events, %d vanished mid-wait, %d vanished after the answer, %d lost answers, %d disconnects recorded; %d slow holders, %d error answers to a client's own token",
 		s.cuts.Load(), s.cutAlls.Load(), s.vanishWait.Load(), s.vanishHolding.Load(), s.lost.Load(), s.disconnects.Load(), s.slowHolds.Load(), s.staleAnswers.Load())
+	if cfg.sessions {
+		t.Logf("sessions: %d named, %d resumed, %d resumes refused, %d wrong resumes, %d byes, %d take-overs, %d abandoned, %d expired",
+			s.named.Load(), s.resumed.Load(), s.resumeRefused.Load(), s.wrongResumes.Load(), s.byes.Load(), s.takeovers.Load(), s.abandoned.Load(), s.sessExpired.Load())
+	}
 	return h
 }
 

@@ -223,3 +223,34 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestLinearizableSessions runs the session workload with faults: clients
+// name sessions, are cut, resume (sometimes with a wrong secret, too late,
+// or by taking over), say bye; the clock expires detached sessions.
+// Porcupine must accept the history. -lincheck.long runs more rounds.
+func TestLinearizableSessions(t *testing.T) {
+	base := runSeed()
+	// The check usually takes a fraction of a second (a few times more
+	// under -race), but a history where several blocking requests
+	// overlap many clock ticks can take much longer: the timeout is
+	// generous.
+	rounds, cfg, check := 1, runConfig{clients: 8, duration: 600 * time.Millisecond}, 30*time.Second
+	if longMode() {
+		rounds, cfg, check = 12, runConfig{clients: 10, duration: 1500 * time.Millisecond}, 2*time.Minute
+	}
+	if d := os.Getenv("LINCHECK_DEBUG_MS"); d != "" {
+		ms, _ := strconv.Atoi(d)
+		cfg.duration = time.Duration(ms) * time.Millisecond
+	}
+	cfg.faults, cfg.sessions = true, true
+	var total totals
+	for r := range rounds {
+		t.Run(fmt.Sprintf("round%d", r), func(t *testing.T) {
+			c := cfg
+			c.seed = base + 1000 + int64(r)
+			h := run(t, c, check)
+			total.add(h, c)
+		})
+	}
+	t.Logf("total: %s", total)
+}
