@@ -243,7 +243,7 @@ func (f *counterFSM) Apply(l *raft.Log) any {
 	return nil
 }
 func (f *counterFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("not supported") }
-func (f *counterFSM) Restore(io.ReadCloser) error        { return fmt.Errorf("not supported") }
+func (f *counterFSM) Restore(io.ReadCloser) error         { return fmt.Errorf("not supported") }
 
 // A three-node raft cluster whose every link is mutual TLS elects a
 // leader and replicates entries to every node.
