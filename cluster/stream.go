@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -81,6 +82,7 @@ type Stream struct {
 	ln     net.Listener
 	cfg    StreamConfig
 	conns  chan net.Conn
+	relays chan *RelayConn
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -110,7 +112,7 @@ func (c *acceptedConn) Close() error {
 // NewStream serves the raft stream layer on ln, which it owns from now on.
 func NewStream(ln net.Listener, cfg StreamConfig) *Stream {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Stream{ln: ln, cfg: cfg, conns: make(chan net.Conn), ctx: ctx, cancel: cancel,
+	s := &Stream{ln: ln, cfg: cfg, conns: make(chan net.Conn), relays: make(chan *RelayConn), ctx: ctx, cancel: cancel,
 		pending: make(map[net.Conn]struct{}), live: make(map[net.Conn]struct{})}
 	s.wg.Add(1)
 	go s.acceptLoop()
@@ -146,10 +148,6 @@ func (s *Stream) acceptLoop() {
 			s.cancel()
 			return
 		}
-		if s.cfg.TLS == nil {
-			s.deliver(c)
-			continue
-		}
 		if !s.track(c) {
 			c.Close()
 			return
@@ -157,18 +155,69 @@ func (s *Stream) acceptLoop() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			tc := tls.Server(c, s.cfg.TLS)
-			ctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)
-			err := tc.HandshakeContext(ctx)
-			cancel()
-			s.untrack(c)
-			if err != nil {
-				c.Close()
-				return
-			}
-			s.deliver(tc)
+			s.open(c)
 		}()
 	}
+}
+
+// open completes an accepted connection: the TLS handshake, then the
+// first byte, which says whether it carries raft RPCs (raft's own framing,
+// handed to Accept) or a relayed client connection (relayMagic, handed to
+// AcceptRelay). Both are bounded by handshakeTimeout.
+func (s *Stream) open(c net.Conn) {
+	defer s.untrack(c)
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
+	conn := c
+	if s.cfg.TLS != nil {
+		tc := tls.Server(c, s.cfg.TLS)
+		ctx, cancel := context.WithTimeout(s.ctx, handshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			return
+		}
+		conn = tc
+	}
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		conn.Close()
+		return
+	}
+	if first[0] == relayMagic {
+		rc, err := readRelayHeader(conn)
+		_ = c.SetDeadline(time.Time{})
+		if err != nil {
+			conn.Close()
+			return
+		}
+		if s.cfg.TLS == nil {
+			// Without mutual TLS anyone who reaches the port could
+			// claim any identity: it is not taken from the header.
+			rc.Info.Identity = ""
+		}
+		s.deliverRelay(rc)
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	s.deliver(&prefixConn{Conn: conn, first: first[0], has: true})
+}
+
+// prefixConn gives back the byte read to tell raft from relay
+// connections before the rest of the stream.
+type prefixConn struct {
+	net.Conn
+	first byte
+	has   bool
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if c.has && len(p) > 0 {
+		p[0] = c.first
+		c.has = false
+		return 1, nil
+	}
+	return c.Conn.Read(p)
 }
 
 func (s *Stream) track(c net.Conn) bool {
@@ -202,6 +251,37 @@ func (s *Stream) deliver(c net.Conn) {
 	case s.conns <- ac:
 	case <-s.ctx.Done():
 		ac.Close()
+	}
+}
+
+// deliverRelay hands rc to AcceptRelay, or closes it when the stream is
+// closed.
+func (s *Stream) deliverRelay(rc *RelayConn) {
+	ac := &acceptedConn{Conn: rc.Conn, s: s}
+	rc.Conn = ac
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ac.Conn.Close()
+		return
+	}
+	s.live[ac] = struct{}{}
+	s.mu.Unlock()
+	select {
+	case s.relays <- rc:
+	case <-s.ctx.Done():
+		ac.Close()
+	}
+}
+
+// AcceptRelay returns the next client connection another node relays to
+// this one.
+func (s *Stream) AcceptRelay() (*RelayConn, error) {
+	select {
+	case rc := <-s.relays:
+		return rc, nil
+	case <-s.ctx.Done():
+		return nil, net.ErrClosed
 	}
 }
 

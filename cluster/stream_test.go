@@ -130,13 +130,21 @@ func next(ch <-chan net.Conn, d time.Duration) net.Conn {
 	}
 }
 
-// exchange checks that bytes cross a dialled and an accepted connection
-// both ways.
-func exchange(t testing.TB, a, b net.Conn) {
+// exchange checks that bytes cross a dialled connection and the
+// connection ch accepts for it, both ways: the dialler speaks first, as
+// raft does (the acceptor reads one byte to tell raft from relays).
+func exchange(t testing.TB, a net.Conn, ch <-chan net.Conn) {
 	t.Helper()
 	_ = a.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := a.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	b := next(ch, 5*time.Second)
+	if b == nil {
+		t.Fatal("nothing accepted")
+	}
+	defer b.Close()
 	_ = b.SetDeadline(time.Now().Add(5 * time.Second))
-	go func() { _, _ = a.Write([]byte("ping")) }()
 	buf := make([]byte, 4)
 	if _, err := io.ReadFull(b, buf); err != nil || string(buf) != "ping" {
 		t.Fatalf("read %q, %v", buf, err)
@@ -156,12 +164,7 @@ func TestStreamMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	in := next(inB, 5*time.Second)
-	if in == nil {
-		t.Fatal("b accepted nothing")
-	}
-	defer in.Close()
-	exchange(t, c, in)
+	exchange(t, c, inB)
 }
 
 // A process without a certificate from the cluster's CA cannot open a raft
@@ -214,12 +217,7 @@ func TestStreamRefusesStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	in := next(inNode, 5*time.Second)
-	if in == nil {
-		t.Fatal("a member's connection was not accepted")
-	}
-	defer in.Close()
-	exchange(t, c, in)
+	exchange(t, c, inNode)
 }
 
 func TestIsLoopback(t *testing.T) {
@@ -330,4 +328,103 @@ func waitLeader(t testing.TB, rs []*raft.Raft) *raft.Raft {
 	}
 	t.Fatal("no leader elected")
 	return nil
+}
+
+// relayed runs s's AcceptRelay loop until the stream closes.
+func relayed(t testing.TB, s *Stream) <-chan *RelayConn {
+	ch := make(chan *RelayConn, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			rc, err := s.AcceptRelay()
+			if err != nil {
+				return
+			}
+			ch <- rc
+		}
+	}()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+		for len(ch) > 0 {
+			(<-ch).Close()
+		}
+	})
+	return ch
+}
+
+// One port carries raft connections and relayed client connections; a
+// relay's header arrives intact and the client's bytes follow it, both
+// ways, over mutual TLS and over plain TCP.
+func TestStreamRelay(t *testing.T) {
+	ca := newTestCA(t)
+	for _, mode := range []string{"tls", "tcp"} {
+		t.Run(mode, func(t *testing.T) {
+			var ca1, ca2 *tls.Config
+			if mode == "tls" {
+				ca1, ca2 = ca.config(t, "n1"), ca.config(t, "n2")
+			}
+			leader, follower := listenStream(t, ca1), listenStream(t, ca2)
+			raftIn, relayIn := accepted(t, leader), relayed(t, leader)
+			info := RelayInfo{Remote: "192.0.2.7:51514", Transport: "tls", Identity: "cert:alice", Node: "n2"}
+			rc, err := follower.DialRelay(raft.ServerAddress(leader.Addr().String()), info, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if _, err := rc.Write([]byte("l\nk\n0\n")); err != nil {
+				t.Fatal(err)
+			}
+			var got *RelayConn
+			select {
+			case got = <-relayIn:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no relay accepted")
+			}
+			defer got.Close()
+			want := info
+			if mode == "tcp" {
+				want.Identity = "" // only mutual TLS vouches for it
+			}
+			if got.Info != want {
+				t.Fatalf("relay info %+v; want %+v", got.Info, want)
+			}
+			_ = got.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 6)
+			if _, err := io.ReadFull(got, buf); err != nil || string(buf) != "l\nk\n0\n" {
+				t.Fatalf("relayed bytes %q, %v", buf, err)
+			}
+			if _, err := got.Write([]byte("ok\n")); err != nil {
+				t.Fatal(err)
+			}
+			_ = rc.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(rc, buf[:3]); err != nil || string(buf[:3]) != "ok\n" {
+				t.Fatalf("answer %q, %v", buf[:3], err)
+			}
+			// Raft connections still reach Accept.
+			c, err := follower.Dial(raft.ServerAddress(leader.Addr().String()), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			exchange(t, c, raftIn)
+		})
+	}
+}
+
+func TestReadRelayHeaderRejectsGarbage(t *testing.T) {
+	for name, hdr := range map[string][]byte{
+		"version":   {9},
+		"truncated": {relayVersion, 5, 'a'},
+		"oversize":  append([]byte{relayVersion}, binary.AppendUvarint(nil, maxRelayField+1)...),
+		"empty":     {},
+	} {
+		a, b := net.Pipe()
+		go func() { _, _ = a.Write(hdr); a.Close() }()
+		if _, err := readRelayHeader(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		b.Close()
+	}
 }
