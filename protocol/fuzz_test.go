@@ -132,6 +132,9 @@ func refParse(v *view, c, key, arg string) (err error) {
 		return nil
 	case "ping", "stats", "bye":
 		return nil
+	case "cluster":
+		v.Op = strings.TrimSpace(arg)
+		return nil
 	case "session":
 		if a := strings.TrimSpace(arg); a != "" {
 			v.TTL, err = refLease(a)
@@ -361,6 +364,7 @@ func fuzzSeeds() []string {
 		"session\n_\n\n", "session\n_\n30\n", "session\n\n0\n", "session\n_\n1 2\n",
 		"resume\n0123456789abcdef\n00112233445566778899aabbccddeeff\n", "resume\nab\n\n", "resume\n\nx\n",
 		"bye\n_\n\n", "bye\n\nsee you\n",
+		"cluster\n_\n\n", "cluster\n_\nadd n4 127.0.0.1:7004\n", "cluster\n\n transfer \n",
 	}
 	// Pipelined mixes.
 	seeds = append(seeds, strings.Join(seeds[10:30], ""), toCRLF(strings.Join(seeds[30:50], "")))

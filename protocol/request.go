@@ -29,6 +29,7 @@ type Request struct {
 	Payload []byte        // signal: the arg line verbatim (not trimmed), never blank
 	Name    []byte        // name: the trimmed connection name, 1..MaxName printable ASCII bytes
 	Sem     bool          // inspect: the semaphore namespace (arg "sem"); false = locks
+	Op      []byte        // cluster: the trimmed arg (empty = status), split by the server
 }
 
 // MaxName is the longest connection name (the name extension), in bytes.
@@ -173,6 +174,10 @@ func parseArgs(req *Request, key, arg []byte) error {
 			return ErrEmptyToken
 		}
 		req.Token = sec
+	case CmdCluster: // [<operation> <args...>]; the key line is ignored
+		if op := trimSpace(arg); len(op) > 0 {
+			req.Op = op
+		}
 	case CmdPing, CmdStats, CmdBye:
 		// key and arg are ignored
 	default:
