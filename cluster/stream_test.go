@@ -13,6 +13,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -232,16 +233,83 @@ func TestIsLoopback(t *testing.T) {
 	}
 }
 
-// counterFSM counts applied entries and sums their values.
-type counterFSM struct{ n, sum atomic.Uint64 }
+// counterFSM sums the distinct values applied to it (applying a value
+// twice counts it once, so a test may retry an apply whose outcome a
+// leadership change made unknown); it batches and snapshots.
+type counterFSM struct {
+	mu   sync.Mutex
+	seen map[uint64]bool
+	n    atomic.Uint64 // entries applied
+	sum  atomic.Uint64 // of distinct values
+}
 
 func (f *counterFSM) Apply(l *raft.Log) any {
 	f.n.Add(1)
-	f.sum.Add(binary.BigEndian.Uint64(l.Data))
+	v := binary.BigEndian.Uint64(l.Data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.seen == nil {
+		f.seen = make(map[uint64]bool)
+	}
+	if !f.seen[v] {
+		f.seen[v] = true
+		f.sum.Add(v)
+	}
+	return f.sum.Load()
+}
+
+// ApplyBatch applies commands; raft also passes configuration entries to
+// a batching state machine, which carry no value.
+func (f *counterFSM) ApplyBatch(ls []*raft.Log) []any {
+	out := make([]any, len(ls))
+	for i, l := range ls {
+		if l.Type == raft.LogCommand {
+			out[i] = f.Apply(l)
+		}
+	}
+	return out
+}
+
+func (f *counterFSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var b []byte
+	for v := range f.seen {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	return counterSnap(b), nil
+}
+
+func (f *counterFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil || len(b)%8 != 0 {
+		return fmt.Errorf("bad snapshot: %v", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seen = make(map[uint64]bool)
+	var sum uint64
+	for ; len(b) > 0; b = b[8:] {
+		v := binary.BigEndian.Uint64(b)
+		f.seen[v] = true
+		sum += v
+	}
+	f.sum.Store(sum)
 	return nil
 }
-func (f *counterFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, fmt.Errorf("not supported") }
-func (f *counterFSM) Restore(io.ReadCloser) error         { return fmt.Errorf("not supported") }
+
+type counterSnap []byte
+
+func (s counterSnap) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (counterSnap) Release() {}
 
 // A three-node raft cluster whose every link is mutual TLS elects a
 // leader and replicates entries to every node.
