@@ -97,7 +97,7 @@ type Node struct {
 	raft   *raft.Raft
 	stream *Stream
 	trans  *raft.NetworkTransport
-	store  *Storage        // nil in memory
+	store  *Storage         // nil in memory
 	mem    *raft.InmemStore // in memory only
 }
 

@@ -209,4 +209,3 @@ func TestBootstrapConfig(t *testing.T) {
 		}
 	}
 }
-
