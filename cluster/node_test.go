@@ -13,8 +13,8 @@ import (
 )
 
 // fastTimeouts keep elections in test clusters short.
-var fastTimeouts = Timeouts{Heartbeat: 150 * time.Millisecond, Election: 150 * time.Millisecond,
-	LeaderLease: 75 * time.Millisecond, Commit: 5 * time.Millisecond}
+var fastTimeouts = Timeouts{Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond,
+	LeaderLease: 150 * time.Millisecond, Commit: 5 * time.Millisecond}
 
 // freeAddrs reserves n loopback addresses (closed again at once: raft
 // addresses must be known before the nodes start).
