@@ -3,12 +3,14 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"os"
 	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -73,6 +75,9 @@ func newTestCluster(t testing.TB, size int) []*testNode {
 	for i := range nodes {
 		nodes[i] = &testNode{cfg: NodeConfig{ID: peers[i].ID, RaftAddr: addrs[i], DataDir: t.TempDir(),
 			Peers: peers, Timeouts: fastTimeouts, SegmentSize: 64 << 10}}
+		if os.Getenv("DFLOCKD_RAFT_LOG") != "" {
+			nodes[i].cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: peers[i].ID, Level: hclog.Warn, Output: os.Stderr})
+		}
 		nodes[i].start(t)
 	}
 	t.Cleanup(func() {
@@ -123,7 +128,13 @@ func waitSum(t testing.TB, tn *testNode, want uint64) {
 	deadline := time.Now().Add(20 * time.Second)
 	for tn.fsm.sum.Load() != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: sum %d after %d entries; want %d", tn.cfg.ID, tn.fsm.sum.Load(), tn.fsm.n.Load(), want)
+			st := map[string]string{}
+			if tn.n != nil {
+				st = tn.n.Raft().Stats()
+			}
+			t.Fatalf("%s: sum %d after %d entries; want %d (raft: state %s term %s last_log %s commit %s applied %s snapshot %s)",
+				tn.cfg.ID, tn.fsm.sum.Load(), tn.fsm.n.Load(), want, st["state"], st["term"], st["last_log_index"],
+				st["commit_index"], st["applied_index"], st["last_snapshot_index"])
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -162,7 +173,9 @@ func TestNodeFullRestart(t *testing.T) {
 	}
 	applyRange(t, nodes, 1, 50)
 	for _, tn := range nodes {
-		waitSum(t, tn, sumTo(50))
+		waitSum(t, tn, sumTo(50)) // every node has it all before any stops
+	}
+	for _, tn := range nodes {
 		tn.stop(t)
 	}
 	for _, tn := range nodes {
