@@ -3,9 +3,9 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
-	"os"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
