@@ -278,6 +278,9 @@ func validate(c Command) error {
 	case nil:
 		return fmt.Errorf("%w: nil", ErrCommand)
 	case *OpenSession:
+		if c.ID == (SessionID{}) {
+			return bad("zero session id")
+		}
 		if c.TTL < 0 || c.At < 0 {
 			return bad("negative time")
 		}
@@ -285,10 +288,16 @@ func validate(c Command) error {
 			return bad("identity of %d bytes (max %d)", len(c.Identity), maxIdentityLen)
 		}
 	case *CloseSession:
+		if c.ID == (SessionID{}) {
+			return bad("zero session id")
+		}
 		if c.At < 0 {
 			return bad("negative time")
 		}
 	case *Acquire:
+		if c.Session == (SessionID{}) {
+			return bad("zero session id")
+		}
 		if c.TTL < 0 || c.At < 0 {
 			return bad("negative time")
 		}
@@ -319,6 +328,9 @@ func validate(c Command) error {
 		}
 		return checkKey(c.Kind, c.Key)
 	case *Collect:
+		if c.Session == (SessionID{}) {
+			return bad("zero session id")
+		}
 		if c.At < 0 {
 			return bad("negative time")
 		}
@@ -389,7 +401,7 @@ func Decode(b []byte) (Command, error) {
 	switch op {
 	case opOpenSession:
 		x := &OpenSession{At: r.int()}
-		r.fixed(x.ID[:])
+		r.session(&x.ID)
 		r.fixed(x.Secret[:])
 		x.TTL = time.Duration(r.int())
 		x.Named = r.bool()
@@ -398,12 +410,12 @@ func Decode(b []byte) (Command, error) {
 	case opCloseSession:
 		x := &CloseSession{At: r.int()}
 		r.fixed(x.Seed[:])
-		r.fixed(x.ID[:])
+		r.session(&x.ID)
 		c = x
 	case opAcquire:
 		x := &Acquire{At: r.int()}
 		r.fixed(x.Seed[:])
-		r.fixed(x.Session[:])
+		r.session(&x.Session)
 		x.Kind = r.kind()
 		x.Key = r.key()
 		x.Limit = int(r.uint(math.MaxInt32))
@@ -431,7 +443,7 @@ func Decode(b []byte) (Command, error) {
 		c = x
 	case opCollect:
 		x := &Collect{At: r.int()}
-		r.fixed(x.Session[:])
+		r.session(&x.Session)
 		x.Kind = r.kind()
 		x.Key = r.key()
 		c = x
@@ -536,14 +548,27 @@ func appendPolicy(dst []byte, p *Policy) []byte {
 // reader decodes with sticky errors: after the first failure every read
 // returns a zero value.
 type reader struct {
-	b   []byte
-	off int
-	err error
+	b    []byte
+	off  int
+	err  error
+	base error // wrapped by every error: ErrCommand, or ErrSnapshot
 }
 
 func (r *reader) fail(format string, a ...any) {
 	if r.err == nil {
-		r.err = fmt.Errorf("%w: at byte %d: %s", ErrCommand, r.off, fmt.Sprintf(format, a...))
+		base := r.base
+		if base == nil {
+			base = ErrCommand
+		}
+		r.err = fmt.Errorf("%w: at byte %d: %s", base, r.off, fmt.Sprintf(format, a...))
+	}
+}
+
+// session reads a session id, which is never zero.
+func (r *reader) session(id *SessionID) {
+	r.fixed(id[:])
+	if r.err == nil && *id == (SessionID{}) {
+		r.fail("zero session id")
 	}
 }
 

@@ -121,7 +121,7 @@ func (s *State) Restore(b []byte) error {
 // rebuilding the derived indexes.
 func decodeSnapshot(b []byte) (*State, error) {
 	s := NewState()
-	r := reader{b: b}
+	r := reader{b: b, base: ErrSnapshot}
 	if v := r.byte(); r.err == nil && v != snapshotVersion {
 		return nil, fmt.Errorf("%w: unknown snapshot version %d", ErrSnapshot, v)
 	}
@@ -217,7 +217,7 @@ func decodeSnapshot(b []byte) (*State, error) {
 		r.fail("too many keys")
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrSnapshot, r.err)
+		return nil, r.err
 	}
 	return s, nil
 }
