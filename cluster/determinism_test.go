@@ -210,6 +210,7 @@ func runDeterminism(t *testing.T, log [][]byte, batchSeed uint64) {
 	resA := make([]any, len(log))
 	for i, b := range log {
 		resA[i] = a.Apply(entry(i, b))
+		checkInvariants(t, a.State())
 	}
 
 	bf, gb := recordingFSM()

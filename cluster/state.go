@@ -699,6 +699,9 @@ func (s *State) park(c *Park) Result {
 			return granted(&k.holders[hi])
 		}
 		sid = k.holders[hi].session
+		if sid == (SessionID{}) {
+			return Result{Status: NotEnqueued} // kept after its session closed
+		}
 	}
 	if pl, ho := record(k, sid); pl >= 0 || ho >= 0 {
 		// The session already has a record for the key: the place is

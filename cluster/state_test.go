@@ -264,6 +264,11 @@ func TestKeepOnDisconnect(t *testing.T) {
 	if ki, _ := h.s.Inspect(sem, "s"); len(ki.Queue) != 0 {
 		t.Fatalf("place %d of the closed session remains", pa)
 	}
+	// A kept hold has no session: it cannot be parked or collected.
+	ki, _ = h.s.Inspect(lock, "k")
+	if r := h.apply(&Park{At: h.at, Seed: h.seed(), Kind: lock, Key: "k", Place: ki.Holders[0].Place}); r.Status != NotEnqueued {
+		t.Fatalf("park of a kept hold = %v, want not_enqueued", r.Status)
+	}
 	// The kept hold goes when evicted, and the slot is handed on.
 	h.apply(&Evict{At: h.at, Seed: h.seed(), Kind: lock, Key: "k", Tokens: []core.Token{ra.Token}})
 	if g := h.takeGrants(); len(g) != 1 || g[0].Session != b {
