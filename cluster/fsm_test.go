@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/dflockd/dflockd/core"
@@ -208,4 +209,51 @@ func BenchmarkApply(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestQueriesBesideApply runs every query and snapshots while a log
+// applies (run with -race).
+func TestQueriesBesideApply(t *testing.T) {
+	log := testLog(t, 9, 1500)
+	f := NewFSM(NewState())
+	s := f.State()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for _, h := range s.Holders() {
+					s.Holder(h.Kind, h.Key, h.Token)
+					s.Inspect(h.Kind, h.Key)
+				}
+				for _, si := range s.Sessions() {
+					s.Session(si.ID)
+					s.Record(si.ID, lock, "a")
+				}
+				s.Stats()
+				s.Keys(sem)
+				s.Members()
+				if err := NewState().Restore(s.Snapshot()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < len(log); i += 16 {
+		batch := make([]*raft.Log, 0, 16)
+		for j := i; j < min(i+16, len(log)); j++ {
+			batch = append(batch, entry(j, log[j]))
+		}
+		f.ApplyBatch(batch)
+	}
+	close(done)
+	wg.Wait()
 }

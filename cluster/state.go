@@ -134,6 +134,7 @@ var (
 
 // Result is what applying one command answers.
 type Result struct {
+	// Status is the outcome; the fields below are set only where it says.
 	Status Status
 	// Token, Fence and TTL describe the slot of a Granted result.
 	Token core.Token
