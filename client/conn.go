@@ -20,7 +20,8 @@ import (
 // protocol command. Everything the server ties to a connection — held
 // locks, enqueue records — lives as long as the Conn: closing it (or
 // losing it) makes the server release them, unless the server was started
-// to keep locks on disconnect.
+// to keep locks on disconnect, or the Conn named a session (Session),
+// which keeps them for the session TTL.
 //
 // A Conn is safe for concurrent use: requests are sent one at a time, each
 // waiting for its answer, so a blocking Acquire delays every other call on
@@ -158,6 +159,9 @@ func (c *Conn) Close() error {
 	return c.close()
 }
 
+// idle reports whether c is open with no request in flight.
+func (c *Conn) idle() bool { return len(c.sem) == 0 && !c.closed.Load() }
+
 // close closes nc once; later calls return nil.
 func (c *Conn) close() error {
 	first := false
@@ -268,8 +272,9 @@ func (c *Conn) roundTrip(ctx context.Context, cmd protocol.Command, key, arg str
 		c.abort()
 		if closedBefore {
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
+			return protocol.Response{}, fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, err)
 		}
-		return protocol.Response{}, fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, err)
+		return protocol.Response{}, &connError{fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, err)}
 	}
 	switch resp.Status {
 	case protocol.StatusErrAuth, protocol.StatusErrDraining:

@@ -8,11 +8,13 @@
 //     background until Release or Close, and report a lost lease through
 //     Lost and OnRenewError.
 //   - SignalConn listens for pub/sub signals on a dedicated connection and
-//     delivers them on a channel, while still answering commands.
+//     delivers them on a channel, while still answering commands; with
+//     WithReconnect it survives a dropped connection.
 //
 // Below them, Conn is one server connection with one method per protocol
 // command (Acquire, Release, Renew, Enqueue, Wait, their Sem* twins,
-// Ping, Stats, Emit). It is what Lock, Semaphore and SignalConn use.
+// Ping, Stats, Emit, Session, Resume, Bye). It is what Lock, Semaphore
+// and SignalConn use.
 //
 // # Addresses and transports
 //
@@ -31,9 +33,51 @@
 // Every call that talks to the server takes a context. When the context
 // ends while a request is in flight, the connection is closed at once —
 // that is the only way to tell the server to stop waiting on our behalf,
-// and it makes the server release whatever the connection held — and the
-// call returns an error wrapping the context's error. The Conn is unusable
-// afterwards.
+// and it makes the server release whatever the connection held (or, for
+// a named session, keep it for the session TTL: Lock and Semaphore then
+// end the session over a new connection) — and the call returns an error
+// wrapping the context's error. The Conn is unusable afterwards.
+//
+// # Sessions
+//
+// A connection holds what it acquires; when it drops, a server releases
+// all of it at once, unless the connection named a session (the dflockd
+// sessions extension, Conn.Session): the server then keeps the session's
+// locks, semaphore slots and queue places for the session TTL (15s
+// unless asked or configured otherwise), and a new connection takes them
+// back with Conn.Resume. Conn.Bye ends a session at once.
+//
+// Lock and Semaphore name a session by default (see NoSession and
+// SessionTTL) and ride through a dropped connection by themselves: they
+// reconnect to the same server with back-off (50ms doubling to 1s),
+// resume, and carry on —
+//
+//   - a held lease keeps being renewed, on the new connection (at least
+//     every third of the session TTL, so that a drop is noticed while
+//     the session lasts), with the same token;
+//   - a blocked Acquire or Wait keeps its place in the queue and returns
+//     when it is granted, also when the grant happened while it was away;
+//   - Release after a reconnection works, and ends the session with bye;
+//   - Lost fires, and OnRenewError is called, only when the lock is really
+//     gone, or may be: the server refused the renewal or the resume, or
+//     the client could not reconnect before the session or the lease
+//     could have expired on the server.
+//
+// Leases do not stop while the connection is away: a lease shorter than
+// the outage ends as usual, and the next renewal reports it lost. A
+// session is tied to the server that named it: a restarted server does
+// not know it (the resume is refused and Lost fires). A server without
+// the extension (dflockd 1.x) answers `error` to session; Lock and
+// Semaphore then work as they did there, where a dropped connection loses
+// the lock.
+//
+// SignalConn keeps no state on the server worth resuming: with
+// WithReconnect it dials again after a drop and re-issues its listens,
+// and signals emitted meanwhile are lost.
+//
+// Sessions do not make fencing unnecessary: a client that stalls or is cut
+// off for long loses its lease like any other, so guard the resource with
+// the lease's fencing number (FenceFromToken).
 //
 // # Errors
 //

@@ -43,9 +43,15 @@ var (
 	// token, bad argument, ...) or something this client did not expect.
 	ErrServer = errors.New("client: server error")
 	// ErrUnsupported: the server answered `error` to a dflockd extension
-	// request (inspect): it does not know it, as a 1.x server. It wraps
+	// request (inspect, session, bye): it does not know it, as a 1.x
+	// server (or, for session, refuses to name one more). It wraps
 	// ErrServer too.
 	ErrUnsupported = fmt.Errorf("%w: request not supported by the server (dflockd 1.x?)", ErrServer)
+	// ErrSessionGone: the server does not know the session asked for
+	// ("error_session"): it expired, ended with bye, was never named, or
+	// the secret is wrong (the server does not say which). Everything it
+	// held has been released.
+	ErrSessionGone = errors.New("client: session gone")
 )
 
 // Errors raised by the client itself.
@@ -70,6 +76,7 @@ var statusErrors = map[protocol.Status]error{
 	protocol.StatusErrAlreadyEnqueued: ErrAlreadyQueued,
 	protocol.StatusErrLeaseExpired:    ErrLeaseExpired,
 	protocol.StatusErrDraining:        ErrDraining,
+	protocol.StatusErrSession:         ErrSessionGone,
 }
 
 // replyError returns the error for a reply to cmd on key that is not the
@@ -77,9 +84,51 @@ var statusErrors = map[protocol.Status]error{
 // ErrServer for any other shape.
 func replyError(cmd protocol.Command, key string, resp *protocol.Response) error {
 	if err, ok := statusErrors[resp.Status]; ok {
-		return fmt.Errorf("client: %s %s: %w", cmd, key, err)
+		return &answerError{status: resp.Status, err: fmt.Errorf("client: %s %s: %w", cmd, key, err)}
 	}
-	return fmt.Errorf("%w: unexpected reply %q to %s %s", ErrServer, resp.Status, cmd, key)
+	return &answerError{status: resp.Status, err: fmt.Errorf("%w: unexpected reply %q to %s %s", ErrServer, resp.Status, cmd, key)}
+}
+
+// answerError is the error of a request that the server answered, with a
+// status other than the success expected: the connection is in step and
+// the answer is final, unlike a connError.
+type answerError struct {
+	status protocol.Status
+	err    error
+}
+
+func (e *answerError) Error() string { return e.err.Error() }
+func (e *answerError) Unwrap() error { return e.err }
+
+// isAnswer reports whether err is (or wraps) a server's answer.
+func isAnswer(err error) bool {
+	_, ok := errors.AsType[*answerError](err)
+	return ok
+}
+
+// answerStatus returns the status word of the answer in err, or 0.
+func answerStatus(err error) protocol.Status {
+	if e, ok := errors.AsType[*answerError](err); ok {
+		return e.status
+	}
+	return 0
+}
+
+// connError is the error of a request whose connection failed under it
+// (reset, EOF, a write or read error, a reply the client could not
+// parse), as opposed to an answer, a cancelled context or a Close: the
+// Conn is closed, and what it held may survive on the server when it named
+// a session.
+type connError struct{ err error }
+
+func (e *connError) Error() string { return e.err.Error() }
+func (e *connError) Unwrap() error { return e.err }
+
+// isConnError reports whether err is a connection failure (see
+// connError).
+func isConnError(err error) bool {
+	_, ok := errors.AsType[*connError](err)
+	return ok
 }
 
 // invalid returns an ErrInvalid error with a description.

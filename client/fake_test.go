@@ -17,6 +17,18 @@ import (
 // real server never sends.
 func fakeServer(t *testing.T, answers map[string][]string) string {
 	t.Helper()
+	addr, _ := fakeServerLog(t, answers)
+	return addr
+}
+
+// fakeServerLog is fakeServer that also returns the verbs received so far,
+// in order.
+func fakeServerLog(t *testing.T, answers map[string][]string) (addr string, verbs func() []string) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		got []string
+	)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +51,11 @@ func fakeServer(t *testing.T, answers map[string][]string) string {
 							return
 						}
 					}
-					for _, a := range answers[strings.TrimSpace(lines[0])] {
+					verb := strings.TrimSpace(lines[0])
+					mu.Lock()
+					got = append(got, verb)
+					mu.Unlock()
+					for _, a := range answers[verb] {
 						if _, err := fmt.Fprint(nc, a+"\n"); err != nil {
 							return
 						}
@@ -48,7 +64,11 @@ func fakeServer(t *testing.T, answers map[string][]string) string {
 			})
 		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), got...)
+	}
 }
 
 // TestConnReplies: push frames are skipped on a plain Conn, stats lines up

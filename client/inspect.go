@@ -67,6 +67,12 @@ type KeyConn struct {
 	// Name is the name the connection gave itself (Options.Name), "" if
 	// none.
 	Name string `json:"name"`
+	// Session is the id of the named session the slot or place belongs
+	// to ("" = unnamed); Detached says that its connection is gone and
+	// it waits, for its TTL, to be resumed (the dflockd sessions
+	// extension).
+	Session  string `json:"session,omitempty"`
+	Detached bool   `json:"detached,omitempty"`
 }
 
 // KeyHolder is one granted slot. It carries the fencing number of the

@@ -481,7 +481,7 @@ func TestLockStopStuckRenewal(t *testing.T) {
 		}
 	})
 	calledErr := make(chan error, 1)
-	l := &Lock{Key: "k", Servers: []string{ln.Addr().String()}, LeaseTTL: 10, RenewRatio: 0.01,
+	l := &Lock{Key: "k", Servers: []string{ln.Addr().String()}, LeaseTTL: 10, RenewRatio: 0.01, NoSession: true,
 		OnRenewError: func(err error) { calledErr <- err }}
 	ctx := ctxT(t)
 	if ok, err := l.Acquire(ctx); !ok || err != nil {

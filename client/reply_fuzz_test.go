@@ -41,6 +41,12 @@ func FuzzClientReplies(f *testing.F) {
 		"error_max_locks\nerror_max_waiters\nerror_limit_mismatch\nerror_not_enqueued\nerror_already_enqueued\nerror_lease_expired\n",
 		"ok\nok 1\nok t 2\nacquired t 3\nok t 4\nok t 5\nok 6\nok 7\nok {}\n",
 		strings.Repeat("sig a b\n", 70) + "ok\n",
+		"ok 0123456789abcdef 0123456789abcdef0123456789abcdef 15\n", "ok 0123456789abcdef 0123456789ABCDEF0123456789abcdef 15\n",
+		"ok 0123456789abcdef 0123456789abcdef0123456789abcdef 0\n", "ok 0123456789abcdef 0123456789abcdef 15\n",
+		"ok 0123456789abcdef 0123456789abcdef0123456789abcdef 15 x\n", "ok 0123456789abcdef 0123456789abcdef0123456789abcdef 015\n",
+		"ok 1 0\n", "ok 0 3\n", "ok 1 99999999999\n", "ok -1 0\n", "ok 1\n", "ok 01 0\n", "ok 1 0 0\n", "error_session\n",
+		"ok\nok 1\nok t 2\nacquired t 3\nok t 4\nok t 5\nok 6\nok 7\nok {}\nqueued\nok t 9\n" +
+			"ok 0123456789abcdef 0123456789abcdef0123456789abcdef 15\nok 1 0\nok\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -66,7 +72,7 @@ func FuzzClientReplies(f *testing.F) {
 func knownError(err error) bool {
 	for _, e := range []error{
 		ErrTimeout, ErrMaxLocks, ErrMaxWaiters, ErrLimitMismatch, ErrNotQueued, ErrAlreadyQueued,
-		ErrLeaseExpired, ErrAuth, ErrDraining, ErrServer, ErrClosed,
+		ErrLeaseExpired, ErrAuth, ErrDraining, ErrServer, ErrClosed, ErrSessionGone,
 		io.EOF, io.ErrUnexpectedEOF, io.ErrClosedPipe, protocol.ErrLineTooLong,
 	} {
 		if errors.Is(err, e) {
@@ -127,6 +133,25 @@ func fuzzConnReplies(t *testing.T, in []byte) {
 		func() (string, error) { _, err := c.Stats(ctx); return "", err },
 		func() (string, error) { _, _, _, err := c.SemEnqueue(ctx, key, 2); return "", err },
 		func() (string, error) { tk, _, err := c.SemWait(ctx, key, 0); return tk, err },
+		func() (string, error) {
+			s, err := c.Session(ctx, 20*time.Second)
+			if err == nil && (!validSessionWord(s.ID, 1, maxSessionID) ||
+				!validSessionWord(s.Secret, minSessionSecret, maxSessionSecret) || s.TTL < time.Second || s.TTL > 21*time.Second) {
+				t.Fatalf("Session = %+v", s)
+			}
+			if strings.Contains(s.String(), s.Secret) && s.Secret != "" {
+				t.Fatalf("Session.String() shows the secret: %s", s)
+			}
+			return "", err
+		},
+		func() (string, error) {
+			held, queued, err := c.Resume(ctx, "0123456789abcdef", "0123456789abcdef0123456789abcdef")
+			if err == nil && (held < 0 || queued < 0) {
+				t.Fatalf("Resume = %d, %d", held, queued)
+			}
+			return "", err
+		},
+		func() (string, error) { return "", c.Bye(ctx) },
 	}
 	succeeded := 0
 	for i := 0; ; i++ {

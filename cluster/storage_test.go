@@ -21,14 +21,14 @@ func openStorage(t testing.TB, dir string, seg int) *Storage {
 	return s
 }
 
-func entry(i uint64) *raft.Log {
+func walEntry(i uint64) *raft.Log {
 	return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, 100)}
 }
 
 func storeEntries(t testing.TB, s *Storage, from, to uint64) {
 	t.Helper()
 	for i := from; i <= to; i++ {
-		if err := s.Log.StoreLogs([]*raft.Log{entry(i)}); err != nil {
+		if err := s.Log.StoreLogs([]*raft.Log{walEntry(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,7 +69,7 @@ func TestStorageReopens(t *testing.T) {
 		t.Fatalf("indexes %d..%d; want 1..100", first, last)
 	}
 	var l raft.Log
-	if err := s.Log.GetLog(50, &l); err != nil || !bytes.Equal(l.Data, entry(50).Data) {
+	if err := s.Log.GetLog(50, &l); err != nil || !bytes.Equal(l.Data, walEntry(50).Data) {
 		t.Fatalf("GetLog(50) = %v, data %d bytes", err, len(l.Data))
 	}
 	if v, err := s.Stable.GetUint64([]byte("CurrentTerm")); err != nil || v != 7 {
@@ -81,7 +81,7 @@ func TestStorageReopens(t *testing.T) {
 func TestCheckedLogLeavesEntriesAlone(t *testing.T) {
 	s := openStorage(t, t.TempDir(), 0)
 	defer s.Close()
-	l := entry(1)
+	l := walEntry(1)
 	data := l.Data
 	if err := s.Log.StoreLogs([]*raft.Log{l}); err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestStorageTornTailRecovers(t *testing.T) {
 	}
 	var l raft.Log
 	for i := uint64(1); i <= last; i++ {
-		if err := s.Log.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, entry(i).Data) {
+		if err := s.Log.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, walEntry(i).Data) {
 			t.Fatalf("entry %d: %v", i, err)
 		}
 	}

@@ -106,6 +106,9 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 	case protocol.CmdResume:
 		sess.resume(req)
 	case protocol.CmdBye:
+		// Released before the answer: once a client reads `ok`, the
+		// next waiter has the lock.
+		sess.endOwner(CloseBye) // sessions.go; serve's call is then a no-op
 		sess.reply(protocol.StatusOK)
 		sess.flush()
 		return CloseBye, true

@@ -196,7 +196,8 @@ func (sess *session) takeSession(id, secret string) (*core.Session, error) {
 }
 
 // endOwner ends the connection's hold on its owner when the session
-// ends: a named session is detached (kept for its TTL) unless it said
+// ends (or, for bye, just before it answers; calling it again is
+// harmless): a named session is detached (kept for its TTL) unless it said
 // bye or the server is shutting down; everything else is released. It
 // reports whether the owner was detached (and is no longer this
 // connection's to count).
@@ -208,7 +209,7 @@ func (sess *session) endOwner(reason CloseReason) (detach bool) {
 		return false
 	}
 	if reason == CloseBye || s.shuttingDown() {
-		e.EndSession(sess.ns)
+		e.EndSession(sess.ns) // idempotent: bye ends it before answering
 		s.mu.Lock()
 		delete(s.attached, sess.ns)
 		s.mu.Unlock()

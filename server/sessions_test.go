@@ -380,3 +380,17 @@ func TestMaxSessionsRefusesNaming(t *testing.T) {
 	eventually(t, "a detached", func() bool { return ts.Engine.SessionStats().Detached == 1 })
 	b.Expect("session", "_", "", "error") // a detached session still counts
 }
+
+// bye releases before it answers: the lock is free by the time ok is read.
+func TestByeReleasesBeforeAnswering(t *testing.T) {
+	ts := start(t, Options{}, core.Options{})
+	a := testutil.Dial(t, ts.Addr)
+	nameSession(t, a, "", "15")
+	expectGrant(t, a.Do("l", "k", "0"), "ok", "33")
+	a.Expect("bye", "_", "", "ok")
+	if n := ts.Engine.SessionStats(); n.Attached+n.Detached != 0 {
+		t.Fatalf("session still known after bye answered: %+v", n)
+	}
+	b := testutil.Dial(t, ts.Addr)
+	expectGrant(t, b.Do("l", "k", "0"), "ok", "33")
+}

@@ -73,8 +73,12 @@ type LockCmd struct {
 // holdHelp is the detailed help of lock and semaphore.
 const holdHelp = `Acquires the %[1]s, runs COMMAND (or -c STRING through sh -c) with the %[1]s
 held and releases it when COMMAND exits. The lease is renewed in the
-background; if it is lost anyway (server gone, lease expired), COMMAND gets
-SIGTERM and, --kill-after later, SIGKILL. SIGINT, SIGTERM and SIGHUP are
+background. If the connection drops, dflockctl reconnects and resumes its
+session: the server keeps the %[1]s (and a place in the queue) for the
+session TTL, 15s unless configured, so COMMAND carries on. If the lease is
+lost anyway (server unreachable for longer than that, lease expired, a
+server without sessions), COMMAND gets SIGTERM and, --kill-after later,
+SIGKILL. SIGINT, SIGTERM and SIGHUP are
 forwarded to COMMAND (while waiting for the %[1]s they abort the wait).
 COMMAND sees DFLOCKCTL_KEY and DFLOCKCTL_TOKEN, the lease token, which also
 serves as a fencing token.

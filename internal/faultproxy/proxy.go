@@ -2,7 +2,9 @@
 // tests. It forwards bytes both ways between each accepted client and a
 // fresh connection to the target, and can cut one connection or all of
 // them on demand: both sockets of a pair are closed at once, so the
-// client and the server each see their peer vanish mid-stream.
+// client and the server each see their peer vanish mid-stream. It can
+// also refuse new connections for a while (Refuse), standing in for a
+// server that cannot be reached.
 package faultproxy
 
 import (
@@ -39,11 +41,13 @@ type Proxy struct {
 	target string
 	ln     net.Listener
 
-	mu     sync.Mutex
-	pairs  map[uint64]*pair
-	nextID uint64
-	closed bool
-	cuts   int
+	mu      sync.Mutex
+	pairs   map[uint64]*pair
+	nextID  uint64
+	closed  bool
+	cuts    int
+	refuse  bool
+	refused int
 
 	wg sync.WaitGroup
 }
@@ -86,6 +90,16 @@ func (p *Proxy) acceptLoop() {
 		down, err := p.ln.Accept()
 		if err != nil {
 			return // listener closed
+		}
+		p.mu.Lock()
+		refuse := p.refuse
+		if refuse {
+			p.refused++
+		}
+		p.mu.Unlock()
+		if refuse {
+			down.Close()
+			continue
 		}
 		up, err := net.DialTimeout("tcp", p.target, DialTimeout)
 		if err != nil {
@@ -189,6 +203,24 @@ func (p *Proxy) CutAll() int {
 		pr.close()
 	}
 	return len(victims)
+}
+
+// Refuse switches refusing new connections on or off. While it is on,
+// each new client is accepted and closed at once, without a connection to
+// the target: the client sees the end of the stream before any answer, as
+// from a server that is down or unreachable. Live pairs are not affected;
+// combine with CutAll for a full outage.
+func (p *Proxy) Refuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
+}
+
+// Refused returns how many clients were refused so far.
+func (p *Proxy) Refused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
 }
 
 // Cuts returns how many pairs Cut and CutAll have cut so far.

@@ -239,3 +239,39 @@ func TestCloseTwice(t *testing.T) {
 		t.Fatal("connection survived Close")
 	}
 }
+
+// TestRefuse: while refusing, new clients get the end of the stream and
+// never reach the target, live pairs keep working; afterwards new clients
+// are forwarded again.
+func TestRefuse(t *testing.T) {
+	echo := startEcho(t)
+	p := startProxy(t, echo.ln.Addr().String())
+	live := dial(t, p.Addr())
+	if _, err := live.roundTrip("hi"); err != nil {
+		t.Fatal(err)
+	}
+	p.Refuse(true)
+	for i := range 3 {
+		c := dial(t, p.Addr())
+		if got, err := c.roundTrip("x"); err == nil {
+			t.Fatalf("refused client %d got %q", i, got)
+		}
+	}
+	if n := p.Refused(); n != 3 {
+		t.Fatalf("Refused() = %d; want 3", n)
+	}
+	if n := len(p.Conns()); n != 1 {
+		t.Fatalf("Conns() has %d entries while refusing; want the live one", n)
+	}
+	if got, err := live.roundTrip("still"); err != nil || got != "still" {
+		t.Fatalf("live pair while refusing: %q, %v", got, err)
+	}
+	p.Refuse(false)
+	c := dial(t, p.Addr())
+	if got, err := c.roundTrip("back"); err != nil || got != "back" {
+		t.Fatalf("after Refuse(false): %q, %v", got, err)
+	}
+	if echo.endedConns() != 0 {
+		t.Fatalf("%d upstream connections ended; refused clients must not reach the target", echo.endedConns())
+	}
+}
