@@ -120,6 +120,20 @@ type Evict struct {
 	Tokens []core.Token
 }
 
+// Retime records a new lease length for the holder of Token: a renew
+// that asks for a TTL other than the one recorded. A renew keeping the
+// recorded TTL is not logged (the leader resets its timer), but a new
+// leader re-arms every lease at its recorded TTL, so without this entry a
+// lease renewed from 10 s to an hour would be cut back to 10 s by a
+// failover. Results: OK, NotHolder.
+type Retime struct {
+	At    int64
+	Kind  core.Kind
+	Key   string
+	Token core.Token
+	TTL   time.Duration
+}
+
 // SetPolicy replaces the replicated policy. Result: OK.
 type SetPolicy struct {
 	At     int64
@@ -154,6 +168,7 @@ const (
 	opEvict        = 8
 	opSetPolicy    = 9
 	opSetMember    = 10
+	opRetime       = 11
 )
 
 // Bounds checked by Encode and Decode.
@@ -175,6 +190,7 @@ func (*Park) op() byte         { return opPark }
 func (*Evict) op() byte        { return opEvict }
 func (*SetPolicy) op() byte    { return opSetPolicy }
 func (*SetMember) op() byte    { return opSetMember }
+func (*Retime) op() byte       { return opRetime }
 
 // ErrCommand is wrapped by every Encode and Decode error.
 var ErrCommand = errors.New("cluster: bad command")
@@ -246,6 +262,12 @@ func AppendCommand(dst []byte, c Command) ([]byte, error) {
 		for _, t := range c.Tokens {
 			dst = appendToken(dst, t)
 		}
+	case *Retime:
+		dst = appendInt(dst, c.At)
+		dst = append(dst, byte(c.Kind))
+		dst = appendString(dst, c.Key)
+		dst = appendToken(dst, c.Token)
+		dst = appendInt(dst, int64(c.TTL))
 	case *SetPolicy:
 		dst = appendInt(dst, c.At)
 		dst = appendPolicy(dst, &c.Policy)
@@ -356,6 +378,14 @@ func validate(c Command) error {
 			}
 		}
 		return checkKey(c.Kind, c.Key)
+	case *Retime:
+		if c.At < 0 || c.TTL <= 0 {
+			return bad("time %d, ttl %v", c.At, c.TTL)
+		}
+		if _, ok := tokenBytes(c.Token); !ok {
+			return bad("token %q", c.Token.String())
+		}
+		return checkKey(c.Kind, c.Key)
 	case *SetPolicy:
 		p := &c.Policy
 		if c.At < 0 || p.DefaultTTL < 0 {
@@ -453,6 +483,13 @@ func Decode(b []byte) (Command, error) {
 		x.Kind = r.kind()
 		x.Key = r.key()
 		x.Place = r.place()
+		c = x
+	case opRetime:
+		x := &Retime{At: r.int()}
+		x.Kind = r.kind()
+		x.Key = r.key()
+		x.Token = r.token()
+		x.TTL = time.Duration(r.int())
 		c = x
 	case opEvict:
 		x := &Evict{At: r.int()}

@@ -32,6 +32,7 @@ func sampleCommands() []Command {
 		&SetPolicy{At: at, Policy: Policy{DefaultTTL: 33 * sec, MaxKeys: 1024, MaxWaiters: 9, MaxSessions: 10000, KeepOnDisconnect: true}},
 		&SetMember{At: at, Node: "n1", Endpoints: []string{"tcp://127.0.0.1:6388", "unix:///run/dflockd.sock"}},
 		&SetMember{At: at, Node: "n2"},
+		&Retime{At: at, Kind: sem, Key: "k", Token: tokA, TTL: time.Hour},
 	}
 }
 

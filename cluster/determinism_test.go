@@ -125,6 +125,9 @@ func (x *logGen) next(t testing.TB) []byte {
 			}
 		}
 		c = &Evict{At: x.at, Seed: x.seed(), Kind: k, Key: key, Tokens: toks}
+	case p < 94:
+		k, key, tok := x.token()
+		c = &Retime{At: x.at, Kind: k, Key: key, Token: tok, TTL: time.Duration(1+x.r.IntN(3)) * 10 * sec}
 	case p < 96:
 		c = &SetPolicy{At: x.at, Policy: Policy{DefaultTTL: time.Duration(x.r.IntN(3)) * sec, MaxKeys: 4 + x.r.IntN(8),
 			MaxWaiters: x.r.IntN(4), MaxSessions: []int{0, 0, 5, 9}[x.r.IntN(4)], KeepOnDisconnect: x.r.IntN(3) == 0}}

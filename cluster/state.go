@@ -312,6 +312,17 @@ func (s *State) apply(c Command) Result {
 		return s.park(c)
 	case *Evict:
 		return s.evict(c)
+	case *Retime:
+		k := s.keys[c.Kind][c.Key]
+		if k == nil {
+			return Result{Status: NotHolder}
+		}
+		i := findToken(k, c.Token)
+		if i < 0 {
+			return Result{Status: NotHolder}
+		}
+		k.holders[i].ttl = c.TTL
+		return Result{Status: OK, TTL: c.TTL}
 	case *SetPolicy:
 		s.policy = c.Policy
 		return Result{Status: OK}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dflockd/dflockd/core"
 )
@@ -425,5 +426,23 @@ func TestMembersAndPolicy(t *testing.T) {
 	r := h.apply(&Acquire{At: h.at, Seed: h.seed(), Session: a, Kind: lock, Key: "k", Mode: Try, Place: h.place()})
 	if r.TTL != 7*sec {
 		t.Fatalf("default TTL %v, want the policy's 7s", r.TTL)
+	}
+}
+
+// Retime records a renew's new lease length (what a new leader re-arms);
+// it touches only a current holder.
+func TestRetime(t *testing.T) {
+	h := newHarness(t)
+	a := h.open(1, false)
+	ra := h.mustGrant(a, lock, "k", 0, Queue)
+	if r := h.apply(&Retime{At: h.at, Kind: lock, Key: "k", Token: ra.Token, TTL: time.Hour}); r.Status != OK {
+		t.Fatalf("retime = %+v", r)
+	}
+	if hi, ok := h.s.Holder(lock, "k", ra.Token); !ok || hi.TTL != time.Hour {
+		t.Fatalf("holder after retime = %+v, %v; want TTL 1h", hi, ok)
+	}
+	h.apply(&Release{At: h.at, Seed: h.seed(), Kind: lock, Key: "k", Token: ra.Token})
+	if r := h.apply(&Retime{At: h.at, Kind: lock, Key: "k", Token: ra.Token, TTL: time.Hour}); r.Status != NotHolder {
+		t.Fatalf("retime of a released token = %+v; want NotHolder", r)
 	}
 }
