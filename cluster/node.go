@@ -88,6 +88,9 @@ type NodeConfig struct {
 	SegmentSize int
 	// Logger receives raft's logs (nil = discard).
 	Logger hclog.Logger
+
+	// notify receives raft's leadership changes (a Replica's).
+	notify chan bool
 }
 
 // Node is one member of a replicated cluster: raft over the stream layer,
@@ -128,6 +131,9 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 	rc.Logger = cfg.Logger.Named("raft")
+	if cfg.notify != nil {
+		rc.NotifyCh = cfg.notify
+	}
 	if err := raft.ValidateConfig(rc); err != nil {
 		return nil, fmt.Errorf("cluster: raft settings: %w", err)
 	}
