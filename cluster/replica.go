@@ -70,6 +70,7 @@ type Replica struct {
 	leases   map[core.Token]*lease     // armed leases
 	heap     leaseHeap                 // their deadlines, earliest first
 	sessions map[SessionID]*time.Timer // detached sessions' timers
+	attached map[SessionID]*Conn       // sessions' connections
 	wake     chan struct{}
 }
 
@@ -87,7 +88,7 @@ type lease struct {
 func StartReplica(cfg ReplicaConfig) (*Replica, error) {
 	r := &Replica{cfg: cfg, st: NewState(), notify: make(chan bool, 16), stop: make(chan struct{}),
 		waiters: make(map[uint64]chan Grant), leases: make(map[core.Token]*lease),
-		sessions: make(map[SessionID]*time.Timer), wake: make(chan struct{}, 1)}
+		sessions: make(map[SessionID]*time.Timer), attached: make(map[SessionID]*Conn), wake: make(chan struct{}, 1)}
 	r.fsm = NewFSM(r.st)
 	r.st.SetObserver(r.observe)
 	t := cfg.Node.Timeouts.withDefaults()
@@ -199,6 +200,7 @@ func (r *Replica) loseLeadership() {
 		close(ch)
 		delete(r.waiters, p)
 	}
+	clear(r.attached)
 	r.mu.Unlock()
 	if was && r.cfg.OnLeadership != nil {
 		r.cfg.OnLeadership(false)
@@ -304,28 +306,78 @@ func (r *Replica) propose(ctx context.Context, c Command) (Result, error) {
 	return res, nil
 }
 
-// NewPlace returns a fresh place id and registers a waiter for it: the
-// returned channel receives the place's grant, or is closed when the
-// node stops leading. Call Forget when the request ends without it.
-func (r *Replica) NewPlace() (uint64, <-chan Grant) {
-	ch := make(chan Grant, 1)
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// placeID returns a random non-zero place id: unique across terms and
+// leaders with overwhelming probability (the state refuses a live id
+// anyway, PlaceInUse).
+func placeID() uint64 {
 	for {
 		var b [8]byte
 		if _, err := rand.Read(b[:]); err != nil {
 			panic("cluster: crypto/rand: " + err.Error())
 		}
-		p := binary.LittleEndian.Uint64(b[:])
-		if _, taken := r.waiters[p]; p != 0 && !taken {
-			if !r.leading {
-				close(ch)
-			} else {
-				r.waiters[p] = ch
-			}
-			return p, ch
+		if p := binary.LittleEndian.Uint64(b[:]); p != 0 {
+			return p
 		}
 	}
+}
+
+// NewPlace returns a fresh place id and watches it (see Watch).
+func (r *Replica) NewPlace() (uint64, <-chan Grant) {
+	p := placeID()
+	return p, r.Watch(p)
+}
+
+// Watch registers a waiter for place: the returned channel receives the
+// place's grant, or is closed when the node stops leading. Call Forget
+// when the request ends without it.
+func (r *Replica) Watch(place uint64) <-chan Grant {
+	ch := make(chan Grant, 1)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.leading {
+		close(ch)
+	} else {
+		r.waiters[place] = ch
+	}
+	return ch
+}
+
+// restartLease sets a lease's timer to ttl from now (a collected
+// two-phase grant).
+func (r *Replica) restartLease(tok core.Token, ttl time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.leases[tok]; l != nil && !l.evicting {
+		l.ttl, l.deadline = ttl, time.Now().Add(ttl)
+		heap.Push(&r.heap, leaseItem{at: l.deadline, l: l})
+		r.kick()
+	}
+}
+
+// attach records c as the connection of session id, stopping a detached
+// session's timer; it returns the connection attached before, if any.
+func (r *Replica) attach(id SessionID, c *Conn) (old *Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old = r.attached[id]
+	r.attached[id] = c
+	if t := r.sessions[id]; t != nil {
+		t.Stop()
+		delete(r.sessions, id)
+	}
+	return old
+}
+
+// detach forgets c as the connection of session id; false when another
+// connection has taken the session over.
+func (r *Replica) detach(id SessionID, c *Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.attached[id] != c {
+		return false
+	}
+	delete(r.attached, id)
+	return true
 }
 
 // Forget drops the waiter of place.
