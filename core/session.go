@@ -320,11 +320,13 @@ func (e *Engine) AddDetachedMetricsTo(dst *OwnerMetrics) {
 	}
 }
 
-// OwnerCounts reports what o holds and waits for: held counts its slots,
-// including granted enqueue records not yet collected by Wait; queued its
-// places still waiting. Stale entries of the held set (slots released by
-// token or expired) are not counted. Only o's goroutine may call it.
+// OwnerCounts reports what o holds and waits for: held counts its slots
+// whose leases have not run out, including granted enqueue records not
+// yet collected by Wait; queued its places still waiting. Stale entries
+// of the held set (slots released by token) and leases that ran out but
+// were not evicted yet are not counted. Only o's goroutine may call it.
 func (e *Engine) OwnerCounts(o *Owner) (held, queued int) {
+	now := e.now()
 	for _, w := range o.records {
 		r := w.r
 		r.mu.Lock()
@@ -332,7 +334,7 @@ func (e *Engine) OwnerCounts(o *Owner) (held, queued int) {
 		case stateWaiting:
 			queued++
 		case stateGranted:
-			if r.findToken(w.token) >= 0 {
+			if i := r.findToken(w.token); i >= 0 && r.holders[i].expires > now {
 				held++
 			}
 		}
@@ -341,7 +343,7 @@ func (e *Engine) OwnerCounts(o *Owner) (held, queued int) {
 	o.held.each(func(r *resource) {
 		r.mu.Lock()
 		for i := range r.holders {
-			if h := &r.holders[i]; h.owner == o && h.rec == nil {
+			if h := &r.holders[i]; h.owner == o && h.rec == nil && h.expires > now {
 				held++
 			}
 		}

@@ -380,3 +380,18 @@ func TestMaxSessions(t *testing.T) {
 	e.EndSession(a)
 	mustName(t, e, NewOwner(3), "c3", time.Minute)
 }
+
+// A lease that ran out is not counted as held, evicted or not.
+func TestOwnerCountsSkipExpiredLeases(t *testing.T) {
+	e, clk := newTestEngine(t, Options{})
+	o := NewOwner(1)
+	mustAcquire(t, e, o, KindLock, "short", lockOpt(sec))
+	mustAcquire(t, e, o, KindLock, "long", lockOpt(time.Hour))
+	if _, acq, err := e.Enqueue(o, KindLock, "rec", lockOpt(sec)); err != nil || !acq {
+		t.Fatalf("Enqueue = %v, %v", acq, err)
+	}
+	clk.Advance(sec) // short and rec ran out; nothing evicted them
+	if h, q := e.OwnerCounts(o); h != 1 || q != 0 {
+		t.Fatalf("OwnerCounts = %d held, %d queued; want 1, 0", h, q)
+	}
+}
