@@ -34,6 +34,10 @@ func (r *Replica) Connect(identity string, takeover func()) *Conn {
 	return &Conn{r: r, identity: identity, takeover: takeover}
 }
 
+// SetIdentity records the identity the connection authenticated as (a
+// session is resumed only by the identity that named it).
+func (c *Conn) SetIdentity(identity string) { c.identity = identity }
+
 // ErrSessionBusy: the connection already has a session of its own, or
 // holds or waits on something, so it cannot resume another.
 var ErrSessionBusy = errors.New("cluster: the connection already has a session")

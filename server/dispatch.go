@@ -54,6 +54,11 @@ func statusOf(err error) protocol.Status {
 // that the session must end (with reason).
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 	defer sess.endRequest(req.Cmd, sess.startRequest())
+	if sess.rc != nil {
+		if reason, done, handled := sess.replicated(req); handled {
+			return reason, done
+		}
+	}
 	e := sess.srv.opts.Engine
 	switch req.Cmd {
 	case protocol.CmdLock, protocol.CmdSemLock:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/transport"
@@ -53,6 +54,7 @@ const (
 	CloseSlowConsumer
 	CloseHandshakeFailed
 	CloseBye
+	CloseLeaderGone
 )
 
 var closeReasons = [...]string{
@@ -68,6 +70,7 @@ var closeReasons = [...]string{
 	CloseSlowConsumer:    "slow_consumer",
 	CloseHandshakeFailed: "handshake_failed",
 	CloseBye:             "bye",
+	CloseLeaderGone:      "not_leader",
 }
 
 // String returns the reason's log name.
@@ -93,7 +96,10 @@ type session struct {
 	owner *core.Owner
 	// ns is the connection's named session, nil when unnamed
 	// (sessions.go). Only the session goroutine touches it.
-	ns  *core.Session
+	ns *core.Session
+	// rc is the connection's handle on the replicated state, nil in
+	// single-node mode (replicated.go).
+	rc  *cluster.Conn
 	rd  connReader
 	dec *protocol.Decoder
 	req protocol.Request
@@ -160,6 +166,9 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 		}
 	})
 	sess.authed = s.opts.Auth == nil
+	if rep := s.opts.Replica; rep != nil {
+		sess.rc = rep.Connect("", func() { c.Close() })
+	}
 	sess.out = make([]byte, 0, 512)
 	return sess
 }
@@ -172,7 +181,12 @@ func (sess *session) identity() string {
 	return ""
 }
 
-func (sess *session) setIdentity(name string) { sess.tag.ident.Store(&name) }
+func (sess *session) setIdentity(name string) {
+	sess.tag.ident.Store(&name)
+	if sess.rc != nil {
+		sess.rc.SetIdentity(name)
+	}
+}
 
 // serve runs the session to its end and cleans up after it.
 func (sess *session) serve() {

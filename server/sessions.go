@@ -204,6 +204,13 @@ func (sess *session) takeSession(id, secret string) (*core.Session, error) {
 func (sess *session) endOwner(reason CloseReason) (detach bool) {
 	s := sess.srv
 	e := s.opts.Engine
+	if sess.rc != nil && reason != CloseBye {
+		// Detach a named session, close an implicit one (bounded: the
+		// leader may be gone).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sess.rc.Close(ctx)
+		cancel()
+	}
 	if sess.ns == nil {
 		e.ReleaseOwner(sess.owner)
 		return false
