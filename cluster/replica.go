@@ -45,6 +45,10 @@ type ReplicaConfig struct {
 	// (0 = twice the election timeout; never less than the election
 	// timeout).
 	Grace time.Duration
+	// Endpoints are this node's client endpoints (URLs), published in
+	// the replicated member list when it leads, for the `cluster`
+	// request.
+	Endpoints []string
 	// OnLeadership, when set, is called (from the Replica's goroutine)
 	// when the node starts serving as leader (true) and when it stops
 	// (false): the server closes its client connections then.
@@ -179,6 +183,9 @@ func (r *Replica) gainLeadership() {
 	r.leading = true
 	r.mu.Unlock()
 	r.kick()
+	if len(r.cfg.Endpoints) > 0 {
+		_, _ = r.propose(context.Background(), &SetMember{Node: r.node.ID(), Endpoints: r.cfg.Endpoints})
+	}
 	if r.cfg.OnLeadership != nil {
 		r.cfg.OnLeadership(true)
 	}
@@ -570,4 +577,150 @@ func (h *leaseHeap) Pop() any {
 	old[len(old)-1] = leaseItem{}
 	*h = old[:len(old)-1]
 	return it
+}
+
+// NodeStatus is what the `cluster` request answers about this node's
+// view of the cluster.
+type NodeStatus struct {
+	Node          string         `json:"node"`
+	Role          string         `json:"role"` // leader, follower, candidate, shutdown
+	Serving       bool           `json:"serving"`
+	Leader        *StatusMember  `json:"leader"` // nil while none is known
+	Term          uint64         `json:"term"`
+	CommitIndex   uint64         `json:"commit_index"`
+	AppliedIndex  uint64         `json:"applied_index"`
+	LastIndex     uint64         `json:"last_index"`
+	LastContactMS int64          `json:"last_contact_ms"` // from the leader; -1 never, 0 on the leader
+	Members       []StatusMember `json:"members"`
+}
+
+// StatusMember is one member of the configuration.
+type StatusMember struct {
+	ID        string   `json:"id"`
+	Raft      string   `json:"raft"`
+	Voter     bool     `json:"voter"`
+	Endpoints []string `json:"endpoints"` // client endpoints, [] when not known yet
+}
+
+// Status returns this node's view of the cluster.
+func (r *Replica) Status() NodeStatus {
+	rf := r.node.Raft()
+	st := NodeStatus{Node: r.node.ID(), Role: stateName(rf.State()), Serving: r.Leading(), Term: rf.CurrentTerm(),
+		CommitIndex: rf.CommitIndex(), AppliedIndex: rf.AppliedIndex(), LastIndex: rf.LastIndex(), Members: []StatusMember{}}
+	switch lc := rf.LastContact(); {
+	case rf.State() == raft.Leader:
+	case lc.IsZero():
+		st.LastContactMS = -1
+	default:
+		st.LastContactMS = time.Since(lc).Milliseconds()
+	}
+	eps := make(map[string][]string)
+	for _, m := range r.st.Members() {
+		eps[m.Node] = m.Endpoints
+	}
+	_, leaderID := rf.LeaderWithID()
+	if f := rf.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			m := StatusMember{ID: string(s.ID), Raft: string(s.Address), Voter: s.Suffrage == raft.Voter, Endpoints: eps[string(s.ID)]}
+			if m.Endpoints == nil {
+				m.Endpoints = []string{}
+			}
+			st.Members = append(st.Members, m)
+			if s.ID == leaderID {
+				lm := m
+				st.Leader = &lm
+			}
+		}
+	}
+	return st
+}
+
+func stateName(s raft.RaftState) string {
+	switch s {
+	case raft.Leader:
+		return "leader"
+	case raft.Follower:
+		return "follower"
+	case raft.Candidate:
+		return "candidate"
+	}
+	return "shutdown"
+}
+
+// membershipTimeout bounds a configuration change.
+const membershipTimeout = 30 * time.Second
+
+// AddMember adds a node to the configuration, as a voter or not; only the
+// leader can.
+func (r *Replica) AddMember(id, addr string, voter bool) error {
+	if !r.Leading() {
+		return ErrNotLeader
+	}
+	rf := r.node.Raft()
+	var f raft.IndexFuture
+	if voter {
+		f = rf.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout)
+	} else {
+		f = rf.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout)
+	}
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("cluster: add %s: %w", id, err)
+	}
+	return nil
+}
+
+// RemoveMember removes a node from the configuration; only the leader
+// can. Removing an unknown node is an error.
+func (r *Replica) RemoveMember(id string) error {
+	if !r.Leading() {
+		return ErrNotLeader
+	}
+	rf := r.node.Raft()
+	cf := rf.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("cluster: remove %s: %w", id, err)
+	}
+	found := false
+	for _, s := range cf.Configuration().Servers {
+		found = found || string(s.ID) == id
+	}
+	if !found {
+		return fmt.Errorf("cluster: %s is not a member", id)
+	}
+	if err := rf.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error(); err != nil {
+		return fmt.Errorf("cluster: remove %s: %w", id, err)
+	}
+	return nil
+}
+
+// TransferLeadership hands leadership to id, or to the most up-to-date
+// follower when id is empty; only the leader can.
+func (r *Replica) TransferLeadership(id string) error {
+	if !r.Leading() {
+		return ErrNotLeader
+	}
+	rf := r.node.Raft()
+	var f raft.Future
+	if id == "" {
+		f = rf.LeadershipTransfer()
+	} else {
+		cf := rf.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return err
+		}
+		var addr raft.ServerAddress
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == id {
+				addr = s.Address
+			}
+		}
+		if addr == "" {
+			return fmt.Errorf("cluster: %s is not a member", id)
+		}
+		f = rf.LeadershipTransferToServer(raft.ServerID(id), addr)
+	}
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("cluster: leadership transfer: %w", err)
+	}
+	return nil
 }

@@ -106,6 +106,8 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		sess.inspect(req) // inspect.go
 	case protocol.CmdName:
 		sess.setName(req)
+	case protocol.CmdCluster:
+		sess.clusterRequest(req) // replicated.go
 	case protocol.CmdSession:
 		sess.nameSession(req) // sessions.go
 	case protocol.CmdResume:

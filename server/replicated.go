@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dflockd/dflockd/cluster"
@@ -171,4 +174,61 @@ func decodeHex(dst, src []byte) bool {
 	}
 	_, err := hex.Decode(dst, src)
 	return err == nil
+}
+
+// clusterRequest answers `cluster`: with no operation this node's view of
+// the cluster as JSON; `add ID RAFTADDR [nonvoter]`, `remove ID` and
+// `transfer [ID]` change it, on the leader, for an authenticated client
+// only. A server not in the replicated mode answers `error`.
+func (sess *session) clusterRequest(req *protocol.Request) {
+	rep := sess.srv.opts.Replica
+	if rep == nil {
+		sess.reply(protocol.StatusError)
+		return
+	}
+	f := strings.Fields(string(req.Op))
+	if len(f) == 0 || (len(f) == 1 && f[0] == "status") {
+		body, err := json.Marshal(rep.Status())
+		if err != nil {
+			sess.reply(protocol.StatusError)
+			return
+		}
+		sess.m.st = protocol.StatusOK
+		sess.wmu.Lock()
+		sess.out = protocol.AppendOKBody(sess.out, body)
+		sess.noteOut()
+		sess.wmu.Unlock()
+		return
+	}
+	if sess.identity() == "" {
+		sess.srv.log.Warn("cluster change refused: the connection is not authenticated", "conn", sess.id,
+			"remote", sess.remote, "op", f[0])
+		sess.reply(protocol.StatusError)
+		return
+	}
+	var err error
+	switch {
+	case f[0] == "add" && (len(f) == 3 || len(f) == 4 && f[3] == "nonvoter"):
+		err = rep.AddMember(f[1], f[2], len(f) == 3)
+	case f[0] == "remove" && len(f) == 2:
+		err = rep.RemoveMember(f[1])
+	case f[0] == "transfer" && len(f) <= 2:
+		id := ""
+		if len(f) == 2 {
+			id = f[1]
+		}
+		// Keep this connection through the drop that losing leadership
+		// causes, so that its client reads the answer.
+		sess.keepOnDrop.Store(true)
+		err = rep.TransferLeadership(id)
+	default:
+		err = fmt.Errorf("unknown cluster operation %q", req.Op)
+	}
+	if err != nil {
+		sess.srv.log.Info("cluster change failed", "conn", sess.id, "identity", sess.identity(), "op", string(req.Op), "err", err)
+		sess.reply(protocol.StatusError)
+		return
+	}
+	sess.srv.log.Info("cluster changed", "conn", sess.id, "identity", sess.identity(), "op", string(req.Op))
+	sess.reply(protocol.StatusOK)
 }

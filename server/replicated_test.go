@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +36,10 @@ func freeLoopback(t testing.TB) string {
 }
 
 func (n *replNode) start(t testing.TB) {
+	n.startWith(t, Options{})
+}
+
+func (n *replNode) startWith(t testing.TB, opts Options) {
 	t.Helper()
 	var srv *Server
 	n.cfg.OnLeadership = func(leading bool) {
@@ -53,7 +59,8 @@ func (n *replNode) start(t testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	runDone := make(chan struct{})
 	go func() { defer close(runDone); _ = e.Run(ctx) }()
-	srv = New(Options{Engine: e, Replica: rep})
+	opts.Engine, opts.Replica = e, rep
+	srv = New(opts)
 	n.rep, n.srv, n.addr = rep, srv, l.Addr().String()
 	n.done = make(chan error, 1)
 	go func() { n.done <- srv.Serve(l) }()
@@ -75,6 +82,11 @@ func (n *replNode) close() {
 // server on loopback.
 func newReplCluster(t testing.TB) []*replNode {
 	t.Helper()
+	return newReplClusterWith(t, Options{})
+}
+
+func newReplClusterWith(t testing.TB, opts Options) []*replNode {
+	t.Helper()
 	var peers []cluster.Peer
 	for i := range 3 {
 		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: freeLoopback(t)})
@@ -85,7 +97,7 @@ func newReplCluster(t testing.TB) []*replNode {
 			ID: peers[i].ID, RaftAddr: peers[i].Addr, DataDir: t.TempDir(), Peers: peers,
 			Timeouts: cluster.Timeouts{Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond,
 				LeaderLease: 150 * time.Millisecond}}}}
-		nodes[i].start(t)
+		nodes[i].startWith(t, opts)
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {
@@ -165,4 +177,52 @@ func TestReplicatedSessionSurvivesLeaderDeath(t *testing.T) {
 	c.Expect("l", "k", "0", "timeout")
 	a2.Expect("r", "k", tok, "ok")
 	expectGrant(t, c.Do("l", "k", "0"), "ok", "33")
+}
+
+// The cluster request: every node tells the leader; membership changes
+// need an authenticated connection and the leader.
+func TestReplicatedClusterRequest(t *testing.T) {
+	nodes := newReplCluster(t)
+	leader := replLeader(t, nodes)
+	var lid string
+	for _, n := range nodes {
+		c := testutil.Dial(t, n.addr)
+		var st cluster.NodeStatus
+		eventually(t, "the leader known", func() bool {
+			line := c.Do("cluster", "_", "")
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "ok ")), &st); err != nil {
+				t.Fatalf("cluster = %q: %v", line, err)
+			}
+			return st.Leader != nil
+		})
+		if len(st.Members) != 3 || (n == leader) != (st.Role == "leader") {
+			t.Fatalf("node %s: %+v", st.Node, st)
+		}
+		if lid == "" {
+			lid = st.Leader.ID
+		} else if st.Leader.ID != lid {
+			t.Fatalf("nodes disagree on the leader: %s, %s", lid, st.Leader.ID)
+		}
+	}
+	c := testutil.Dial(t, leader.addr)
+	c.Expect("cluster", "_", "transfer", "error") // not authenticated
+	c.Expect("cluster", "_", "frobnicate", "error")
+}
+
+// Membership changes through the leader by an authenticated client.
+func TestReplicatedClusterChanges(t *testing.T) {
+	nodes := newReplClusterWith(t, Options{Auth: namedTokens{}})
+	leader := replLeader(t, nodes)
+	c := testutil.Dial(t, leader.addr)
+	c.Expect("auth", "_", "ops", "ok")
+	c.Expect("cluster", "_", "remove n9", "error") // not a member
+	c.Expect("cluster", "_", "transfer", "ok")
+	eventually(t, "another leader", func() bool {
+		for _, n := range nodes {
+			if n != leader && n.rep.Leading() {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -418,7 +418,9 @@ func (s *Server) DropConnections() {
 	s.mu.Lock()
 	conns := make([]net.Conn, 0, len(s.sessions))
 	for sess := range s.sessions {
-		conns = append(conns, sess.conn)
+		if !sess.keepOnDrop.Load() {
+			conns = append(conns, sess.conn)
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range conns {

@@ -99,10 +99,13 @@ type session struct {
 	ns *core.Session
 	// rc is the connection's handle on the replicated state, nil in
 	// single-node mode (replicated.go).
-	rc  *cluster.Conn
-	rd  connReader
-	dec *protocol.Decoder
-	req protocol.Request
+	rc *cluster.Conn
+	// keepOnDrop spares the connection from DropConnections (it asked
+	// for the leadership transfer that causes the drop).
+	keepOnDrop atomic.Bool
+	rd         connReader
+	dec        *protocol.Decoder
+	req        protocol.Request
 
 	// Set before the session starts and never changed: read by stats.
 	transport string
