@@ -29,8 +29,9 @@ const relayMagic = 0xD1
 // relayVersion is the header format.
 const relayVersion = 1
 
-// maxRelayField bounds each header field.
-const maxRelayField = 1024
+// maxRelayField bounds each header field (a credential may be as long as
+// an auth token).
+const maxRelayField = 64 << 10
 
 // RelayInfo describes the client of a relayed connection, as the
 // relaying node saw it.
@@ -47,6 +48,9 @@ type RelayInfo struct {
 	Identity string
 	// Node is the relaying node's id.
 	Node string
+	// Credential is the token the client authenticated with on the
+	// relaying node, "" if none: the receiving node checks it itself.
+	Credential string
 }
 
 // RelayConn is a relayed client connection as the leader receives it.
@@ -63,7 +67,7 @@ func (s *Stream) DialRelay(address raft.ServerAddress, info RelayInfo, timeout t
 		return nil, err
 	}
 	hdr := []byte{relayMagic, relayVersion}
-	for _, f := range []string{info.Remote, info.Transport, info.Identity, info.Node} {
+	for _, f := range []string{info.Remote, info.Transport, info.Identity, info.Node, info.Credential} {
 		if len(f) > maxRelayField {
 			c.Close()
 			return nil, fmt.Errorf("cluster: relay header field of %d bytes", len(f))
@@ -94,7 +98,7 @@ func readRelayHeader(c net.Conn) (*RelayConn, error) {
 	if v != relayVersion {
 		return nil, fmt.Errorf("%w: version %d", errRelayHeader, v)
 	}
-	var f [4]string
+	var f [5]string
 	for i := range f {
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
@@ -111,7 +115,7 @@ func readRelayHeader(c net.Conn) (*RelayConn, error) {
 	}
 	return &RelayConn{
 		Conn: &bufferedConn{Conn: c, r: br},
-		Info: RelayInfo{Remote: f[0], Transport: f[1], Identity: f[2], Node: f[3]},
+		Info: RelayInfo{Remote: f[0], Transport: f[1], Identity: f[2], Node: f[3], Credential: f[4]},
 	}, nil
 }
 

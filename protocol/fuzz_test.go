@@ -264,6 +264,9 @@ func decodeAll(t *testing.T, r io.Reader, bufSize int) []refResult {
 		err := d.ReadRequest(&req)
 		out = append(out, refResult{v: viewOf(&req), err: err})
 		checkInvariants(t, &req, err)
+		if err == nil {
+			checkReencode(t, &req)
+		}
 		var perr *Error
 		if err != nil && (!errors.As(err, &perr) || perr.Fatal()) {
 			return out
@@ -478,4 +481,17 @@ func FuzzParseResponse(f *testing.F) {
 			t.Fatalf("%q -> %+v -> %q -> %+v, %v", line, resp, enc, again, err)
 		}
 	})
+}
+
+// checkReencode: AppendRequestOf gives bytes that decode back to req.
+func checkReencode(t *testing.T, req *Request) {
+	t.Helper()
+	b := AppendRequestOf(nil, req)
+	var again Request
+	if err := NewDecoder(bytes.NewReader(b)).ReadRequest(&again); err != nil {
+		t.Fatalf("re-encoded %+v as %q, which does not decode: %v", viewOf(req), b, err)
+	}
+	if viewOf(&again) != viewOf(req) {
+		t.Fatalf("re-encoded %q decodes to %+v; want %+v", b, viewOf(&again), viewOf(req))
+	}
 }

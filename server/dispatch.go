@@ -55,6 +55,10 @@ func statusOf(err error) protocol.Status {
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 	defer sess.endRequest(req.Cmd, sess.startRequest())
 	if sess.rc != nil {
+		rep := sess.srv.opts.Replica
+		if !sess.relayedIn && !rep.Leading() && needsLeader(req) && sess.relayFrom(rep, req) {
+			return CloseRelayed, true // relay.go
+		}
 		if reason, done, handled := sess.replicated(req); handled {
 			return reason, done
 		}

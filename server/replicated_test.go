@@ -62,8 +62,9 @@ func (n *replNode) startWith(t testing.TB, opts Options) {
 	opts.Engine, opts.Replica = e, rep
 	srv = New(opts)
 	n.rep, n.srv, n.addr = rep, srv, l.Addr().String()
-	n.done = make(chan error, 1)
+	n.done = make(chan error, 2)
 	go func() { n.done <- srv.Serve(l) }()
+	go func() { n.done <- srv.ServeRelays(rep.Node().Stream()) }()
 	n.stop = func() { cancel(); <-runDone }
 }
 
@@ -74,6 +75,7 @@ func (n *replNode) close() {
 	n.srv.Close()
 	<-n.done
 	_ = n.rep.Close()
+	<-n.done
 	n.stop()
 	n.srv, n.rep = nil, nil
 }
@@ -148,14 +150,47 @@ func TestReplicatedProtocol(t *testing.T) {
 	b.Expect("e", "q", "", "queued")
 	b.Expect("w", "q", "0", "timeout")
 	b.Expect("w", "q", "0", "error_not_enqueued")
+	// A follower relays its clients to the leader.
 	for _, n := range nodes {
 		if n == leader {
 			continue
 		}
 		c := testutil.Dial(t, n.addr)
-		c.Expect("l", "k", "0", "error")
-		c.ExpectClosed()
+		tf := expectGrant(t, c.Do("l", "f-"+n.cfg.Node.ID, "0"), "ok", "33")
+		ki, _ := leader.rep.State().Inspect(core.KindLock, "f-"+n.cfg.Node.ID)
+		if len(ki.Holders) != 1 || ki.Holders[0].Token.String() != tf {
+			t.Fatalf("the leader does not see the relayed lock: %+v", ki)
+		}
+		c.Expect("r", "f-"+n.cfg.Node.ID, tf, "ok")
 	}
+}
+
+// A client of a follower whose leader dies reconnects (to any node) and
+// resumes its session.
+func TestReplicatedRelayedSessionSurvivesLeaderDeath(t *testing.T) {
+	nodes := newReplCluster(t)
+	leader := replLeader(t, nodes)
+	var follower *replNode
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	a := testutil.Dial(t, follower.addr)
+	sid, secret := nameSession(t, a, "", "15")
+	tok := expectGrant(t, a.Do("l", "k", "0 30"), "ok", "30")
+	leader.close()
+	a.ExpectClosed() // the relay broke with the leader
+	next := replLeader(t, nodes)
+	var again *replNode
+	for _, n := range nodes {
+		if n.rep != nil && n != next {
+			again = n // the other survivor: a follower again
+		}
+	}
+	a2 := testutil.Dial(t, again.addr)
+	a2.Expect("resume", sid, secret, "ok 1 0")
+	a2.Expect("r", "k", tok, "ok")
 }
 
 // A named session survives the leader's death: its client resumes on the
@@ -213,6 +248,21 @@ func TestReplicatedClusterRequest(t *testing.T) {
 func TestReplicatedClusterChanges(t *testing.T) {
 	nodes := newReplClusterWith(t, Options{Auth: namedTokens{}})
 	leader := replLeader(t, nodes)
+	// Through a follower: authenticated there, the relay carries the
+	// token to the leader, which checks it again.
+	var follower *replNode
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	f := testutil.Dial(t, follower.addr)
+	f.Expect("auth", "_", "alice", "ok")
+	tok := expectGrant(t, f.Do("l", "k", "0"), "ok", "33")
+	ki, _ := leader.rep.State().Inspect(core.KindLock, "k")
+	if len(ki.Holders) != 1 || ki.Holders[0].Token.String() != tok {
+		t.Fatalf("the leader does not hold the relayed lock: %+v", ki)
+	}
 	c := testutil.Dial(t, leader.addr)
 	c.Expect("auth", "_", "ops", "ok")
 	c.Expect("cluster", "_", "remove n9", "error") // not a member

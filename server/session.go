@@ -55,6 +55,7 @@ const (
 	CloseHandshakeFailed
 	CloseBye
 	CloseLeaderGone
+	CloseRelayed
 )
 
 var closeReasons = [...]string{
@@ -71,6 +72,7 @@ var closeReasons = [...]string{
 	CloseHandshakeFailed: "handshake_failed",
 	CloseBye:             "bye",
 	CloseLeaderGone:      "not_leader",
+	CloseRelayed:         "relayed",
 }
 
 // String returns the reason's log name.
@@ -103,9 +105,14 @@ type session struct {
 	// keepOnDrop spares the connection from DropConnections (it asked
 	// for the leadership transfer that causes the drop).
 	keepOnDrop atomic.Bool
-	rd         connReader
-	dec        *protocol.Decoder
-	req        protocol.Request
+	// relayedIn: another node relayed this connection to this one.
+	relayedIn bool
+	// cred is the token the connection authenticated with, passed on
+	// if it is relayed to the leader.
+	cred string
+	rd   connReader
+	dec  *protocol.Decoder
+	req  protocol.Request
 
 	// Set before the session starts and never changed: read by stats.
 	transport string
@@ -362,6 +369,9 @@ func (sess *session) authenticate() bool {
 		return false
 	}
 	sess.authed = true
+	if s.opts.Replica != nil {
+		sess.cred = cred
+	}
 	if sess.identity() == "" {
 		// A connection-level identity (certificate, uid) is the more
 		// specific name; the token only adds a check.

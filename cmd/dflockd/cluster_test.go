@@ -170,6 +170,18 @@ func TestClusterProcesses(t *testing.T) {
 	if tok2 <= tok {
 		t.Fatalf("fence went back: %s then %s", tok, tok2)
 	}
+	// A client of a follower is relayed to the leader.
+	for _, n := range nodes {
+		if n.cmd == nil || n == l2 {
+			continue
+		}
+		f, err := dial(n.client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(f, "l", "k", "0", "timeout") // b holds it, on the leader
+		f.c.Close()
+	}
 	a2.c.Close()
 	b.c.Close()
 

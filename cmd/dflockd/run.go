@@ -228,6 +228,11 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	}
 	srv := server.New(sopts)
 	srvRef.Store(srv)
+	if rep != nil {
+		// Client connections other nodes relay to this one, when it
+		// leads; ends when the replica closes.
+		go func() { _ = srv.ServeRelays(rep.Node().Stream()) }()
+	}
 	var reg *prometheus.Registry
 	if adminL != nil {
 		// The server's own metrics (build info included), beside the Go
