@@ -45,6 +45,15 @@ type ReplicaConfig struct {
 	// (0 = twice the election timeout; never less than the election
 	// timeout).
 	Grace time.Duration
+	// Policy is what this node's configuration says apply should do
+	// (default TTL, key and waiter caps, ...): a leader whose flags
+	// differ from the replicated policy proposes its own, so the last
+	// node to lead with new flags sets it (docs/cluster.md).
+	Policy Policy
+	// OnStop, when set, is called once if raft shuts down while the
+	// replica is open (an unrecoverable error): the node must stop
+	// serving.
+	OnStop func()
 	// Endpoints are this node's client endpoints (URLs), published in
 	// the replicated member list when it leads, for the `cluster`
 	// request.
@@ -138,13 +147,24 @@ func (r *Replica) Close() error {
 	return err
 }
 
-// leadershipLoop follows raft's leadership notices.
+// leadershipLoop follows raft's leadership notices, and notices raft
+// shutting down on its own.
 func (r *Replica) leadershipLoop() {
 	defer r.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-r.stop:
 			return
+		case <-tick.C:
+			if r.node.Raft().State() == raft.Shutdown {
+				r.loseLeadership()
+				if r.cfg.OnStop != nil {
+					r.cfg.OnStop()
+				}
+				return
+			}
 		case leader := <-r.notify:
 			if !leader {
 				r.loseLeadership()
@@ -185,6 +205,9 @@ func (r *Replica) gainLeadership() {
 	r.kick()
 	if len(r.cfg.Endpoints) > 0 {
 		_, _ = r.propose(context.Background(), &SetMember{Node: r.node.ID(), Endpoints: r.cfg.Endpoints})
+	}
+	if r.st.Policy() != r.cfg.Policy {
+		_, _ = r.propose(context.Background(), &SetPolicy{Policy: r.cfg.Policy})
 	}
 	if r.cfg.OnLeadership != nil {
 		r.cfg.OnLeadership(true)

@@ -261,3 +261,20 @@ func TestFollowerRefusesToPropose(t *testing.T) {
 		}
 	}
 }
+
+// A leader whose configured policy differs from the replicated one
+// proposes its own.
+func TestLeaderProposesItsPolicy(t *testing.T) {
+	tr := newTestReplicas(t, 1, 0)
+	tr.stop(0)
+	tr.cfgs[0].Policy = Policy{MaxKeys: 2, DefaultTTL: 7 * time.Second}
+	tr.start(0)
+	leader, _ := tr.leader()
+	eventually(t, "the policy replicated", func() bool { return leader.State().Policy() == tr.cfgs[0].Policy })
+	tr.do(&OpenSession{ID: SessionID{1}, Secret: Secret{1}})
+	for i, want := range []Status{Granted, Granted, MaxKeys} {
+		if r := tr.do(&Acquire{Session: SessionID{1}, Kind: core.KindLock, Key: fmt.Sprint("k", i), Mode: Try, Place: uint64(i + 1)}); r.Status != want {
+			t.Fatalf("acquire %d = %v; want %v", i, r.Status, want)
+		}
+	}
+}

@@ -97,7 +97,7 @@ func (f *ClusterFlags) peers() ([]cluster.Peer, error) {
 
 // replicaConfig builds the replica's settings; onLeadership is told when
 // the node starts and stops leading.
-func (f *ClusterFlags) replicaConfig(log *slog.Logger, onLeadership func(bool)) (cluster.ReplicaConfig, error) {
+func (f *ClusterFlags) replicaConfig(log *slog.Logger, policy cluster.Policy, onLeadership func(bool), onStop func()) (cluster.ReplicaConfig, error) {
 	peers, err := f.peers()
 	if err != nil {
 		return cluster.ReplicaConfig{}, err
@@ -126,6 +126,8 @@ func (f *ClusterFlags) replicaConfig(log *slog.Logger, onLeadership func(bool)) 
 	hb := f.RaftHeartbeat
 	return cluster.ReplicaConfig{
 		OnLeadership: onLeadership,
+		OnStop:       onStop,
+		Policy:       policy,
 		Node: cluster.NodeConfig{
 			ID: f.nodeID(), DataDir: f.DataDir, RaftAddr: f.RaftListen, Advertise: f.RaftAdvertise,
 			Peers: peers, TLS: tc,

@@ -195,8 +195,11 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	sopts := c.serverOptions(engine, log)
 	var rep *cluster.Replica
 	var srvRef atomic.Pointer[server.Server]
+	var raftStopped atomic.Bool
 	if c.clustered() {
-		rc, err := c.replicaConfig(log, func(leading bool) {
+		policy := cluster.Policy{DefaultTTL: c.DefaultLeaseTTL.Duration(), MaxKeys: c.MaxLocks, MaxWaiters: c.MaxWaiters,
+			MaxSessions: c.MaxSessions, KeepOnDisconnect: !c.AutoReleaseOnDisconnect}
+		rc, err := c.replicaConfig(log, policy, func(leading bool) {
 			if leading {
 				log.Info("cluster: this node is the leader")
 				return
@@ -205,6 +208,10 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 			if s := srvRef.Load(); s != nil {
 				s.DropConnections()
 			}
+		}, func() {
+			log.Error("cluster: raft stopped unexpectedly; this node stops serving")
+			raftStopped.Store(true)
+			stopServing(errors.New("raft stopped"))
 		})
 		for i, l := range ls {
 			rc.Endpoints = append(rc.Endpoints, eps[i].Transport+"://"+l.Addr().String())
@@ -349,6 +356,9 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 		}
 	}
 	log.Info("stopped")
+	if raftStopped.Load() {
+		return errors.New("cluster: raft stopped unexpectedly")
+	}
 	return nil
 }
 
