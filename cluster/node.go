@@ -71,6 +71,9 @@ type NodeConfig struct {
 	// when DataDir holds no state yet. Empty means a single voter: this
 	// node.
 	Peers []Peer
+	// Join, with no state in DataDir, skips the bootstrap: the node waits
+	// to be added to an existing cluster by its leader.
+	Join bool
 	// TLS is the mutual-TLS configuration of the raft links (see
 	// MutualTLS); nil is plain TCP.
 	TLS *tls.Config
@@ -179,7 +182,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		n.closeAll()
 		return nil, fmt.Errorf("cluster: read raft state: %w", err)
 	}
-	if !has {
+	if !has && !cfg.Join {
 		conf, err := bootstrapConfig(cfg.ID, string(n.trans.LocalAddr()), cfg.Peers)
 		if err != nil {
 			n.closeAll()

@@ -278,3 +278,34 @@ func TestLeaderProposesItsPolicy(t *testing.T) {
 		}
 	}
 }
+
+// A node started to join (no bootstrap) is added by the leader, receives
+// the state, and can lead after the others are gone... at least it
+// follows and applies.
+func TestJoinAndRemove(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	tr.do(&OpenSession{ID: SessionID{1}, Secret: Secret{1}, Named: true, TTL: time.Hour})
+	g := tr.do(&Acquire{Session: SessionID{1}, Kind: core.KindLock, Key: "k", TTL: time.Hour, Mode: Try, Place: 1})
+	addr := freeAddrs(t, 1)[0]
+	tr.cfgs = append(tr.cfgs, ReplicaConfig{Node: NodeConfig{ID: "n4", RaftAddr: addr, DataDir: t.TempDir(),
+		Join: true, Timeouts: fastTimeouts, SegmentSize: 64 << 10}})
+	tr.nodes = append(tr.nodes, nil)
+	tr.start(3)
+	if tr.nodes[3].Leading() {
+		t.Fatal("a joining node made itself leader")
+	}
+	leader, _ := tr.leader()
+	if err := leader.AddMember("n4", addr, true); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n4 has the lock", func() bool { return holds(tr.nodes[3], "k", g.Token) })
+	if err := leader.RemoveMember("n9"); err == nil {
+		t.Fatal("removed a non-member")
+	}
+	if err := leader.RemoveMember("n4"); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(leader.Status().Members); n != 3 {
+		t.Fatalf("%d members after the removal", n)
+	}
+}

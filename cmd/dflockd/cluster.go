@@ -23,6 +23,7 @@ type ClusterFlags struct {
 	RaftListen    string        `name:"raft-listen" default:"127.0.0.1:7001" envvar:"DFLOCKD_RAFT_LISTEN" placeholder:"HOST:PORT" group:"Cluster" help:"Address for raft traffic between nodes and for client connections relayed by other nodes."`
 	RaftAdvertise string        `name:"raft-advertise" envvar:"DFLOCKD_RAFT_ADVERTISE" placeholder:"HOST:PORT" group:"Cluster" help:"Raft address other nodes dial, when not --raft-listen."`
 	Peers         []string      `name:"peers" envvar:"DFLOCKD_PEERS" placeholder:"ID=HOST:PORT" group:"Cluster" help:"Every voter of a new cluster, this node included: n1=10.0.0.1:7001,n2=...; used only to bootstrap an empty --data-dir."`
+	Join          bool          `name:"join" envvar:"DFLOCKD_JOIN" group:"Cluster" help:"With an empty --data-dir, do not bootstrap: wait to be added to a running cluster (cluster add ID RAFTADDR on its leader)."`
 	RaftTLSCert   string        `name:"raft-tls-cert" envvar:"DFLOCKD_RAFT_TLS_CERT" placeholder:"FILE" group:"Cluster" help:"PEM certificate this node presents on raft links (with --raft-tls-key and --raft-tls-ca: mutual TLS)."`
 	RaftTLSKey    string        `name:"raft-tls-key" envvar:"DFLOCKD_RAFT_TLS_KEY" placeholder:"FILE" group:"Cluster" help:"PEM private key for --raft-tls-cert."`
 	RaftTLSCA     string        `name:"raft-tls-ca" envvar:"DFLOCKD_RAFT_TLS_CA" placeholder:"FILE" group:"Cluster" help:"PEM CA of the cluster: only nodes with a certificate it signed can open a raft link to this one."`
@@ -43,6 +44,9 @@ func (f *ClusterFlags) validateCluster() error {
 	}
 	if len(f.Peers) > 0 && f.NodeID == "" {
 		return errors.New("--peers needs --node-id")
+	}
+	if f.Join && (len(f.Peers) > 0 || f.NodeID == "") {
+		return errors.New("--join needs --node-id and no --peers")
 	}
 	if _, err := f.peers(); err != nil {
 		return err
@@ -130,7 +134,7 @@ func (f *ClusterFlags) replicaConfig(log *slog.Logger, policy cluster.Policy, on
 		Policy:       policy,
 		Node: cluster.NodeConfig{
 			ID: f.nodeID(), DataDir: f.DataDir, RaftAddr: f.RaftListen, Advertise: f.RaftAdvertise,
-			Peers: peers, TLS: tc,
+			Peers: peers, Join: f.Join, TLS: tc,
 			Timeouts: cluster.Timeouts{Heartbeat: hb, Election: hb, LeaderLease: hb / 2},
 			Logger:   hclog.New(&hclog.LoggerOptions{Name: "cluster", Level: level, Output: os.Stderr}),
 		},
