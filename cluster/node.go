@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -182,6 +184,12 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		n.closeAll()
 		return nil, fmt.Errorf("cluster: read raft state: %w", err)
 	}
+	if cfg.DataDir != "" {
+		if err := recoverFromPeersJSON(cfg, rc, logs, stable, snaps, n.trans); err != nil {
+			n.closeAll()
+			return nil, err
+		}
+	}
 	if !has && !cfg.Join {
 		conf, err := bootstrapConfig(cfg.ID, string(n.trans.LocalAddr()), cfg.Peers)
 		if err != nil {
@@ -263,4 +271,32 @@ func (n *Node) closeStores() {
 		_ = n.store.Close()
 		n.store = nil
 	}
+}
+
+// PeersJSON is the file, under the data dir, that triggers the manual
+// recovery of a cluster that lost its majority (docs/cluster.md).
+const PeersJSON = "peers.json"
+
+// recoverFromPeersJSON applies DataDir/peers.json if it exists: raft's
+// manual recovery replaces the node's configuration with the file's
+// (hashicorp/raft's ReadConfigJSON format), then the file is renamed so
+// that the next start does not apply it again.
+func recoverFromPeersJSON(cfg NodeConfig, rc *raft.Config, logs raft.LogStore, stable raft.StableStore,
+	snaps raft.SnapshotStore, trans raft.Transport) error {
+	path := filepath.Join(cfg.DataDir, PeersJSON)
+	if _, err := os.Stat(path); err != nil {
+		return nil
+	}
+	conf, err := raft.ReadConfigJSON(path)
+	if err != nil {
+		return fmt.Errorf("cluster: %s: %w", path, err)
+	}
+	if err := raft.RecoverCluster(rc, cfg.FSM, logs, stable, snaps, trans, conf); err != nil {
+		return fmt.Errorf("cluster: recover with %s: %w", path, err)
+	}
+	if err := os.Rename(path, path+".applied"); err != nil {
+		return fmt.Errorf("cluster: %s applied, but: %w", path, err)
+	}
+	cfg.Logger.Warn("cluster configuration recovered from "+path, "servers", len(conf.Servers))
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -220,5 +221,30 @@ func TestBootstrapConfig(t *testing.T) {
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("peers %v: %v; want %q", tc.peers, err, tc.err)
 		}
+	}
+}
+
+// A cluster that lost its majority: the survivor is given peers.json
+// naming only itself, and leads again with its state.
+func TestRecoverWithPeersJSON(t *testing.T) {
+	nodes := newTestCluster(t, 3)
+	applyRange(t, nodes, 1, 10)
+	for _, tn := range nodes {
+		waitSum(t, tn, sumTo(10))
+	}
+	for _, tn := range nodes {
+		tn.stop(t)
+	}
+	survivor := nodes[0]
+	peers := fmt.Sprintf(`[{"id": %q, "address": %q, "non_voter": false}]`, survivor.cfg.ID, survivor.cfg.RaftAddr)
+	if err := os.WriteFile(filepath.Join(survivor.cfg.DataDir, PeersJSON), []byte(peers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	survivor.start(t)
+	waitSum(t, survivor, sumTo(10))
+	applyRange(t, []*testNode{survivor}, 11, 12)
+	waitSum(t, survivor, sumTo(12))
+	if _, err := os.Stat(filepath.Join(survivor.cfg.DataDir, PeersJSON+".applied")); err != nil {
+		t.Fatalf("peers.json not set aside: %v", err)
 	}
 }
