@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -75,6 +76,8 @@ type Replica struct {
 	notify chan bool
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	met replicaMetrics
 
 	mu       sync.Mutex
 	leading  bool
@@ -166,6 +169,7 @@ func (r *Replica) leadershipLoop() {
 				return
 			}
 		case leader := <-r.notify:
+			r.met.leaderChanges.Add(1)
 			if !leader {
 				r.loseLeadership()
 				continue
@@ -322,8 +326,11 @@ func (r *Replica) propose(ctx context.Context, c Command) (Result, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
+	t0 := time.Now()
 	f := r.node.Raft().Apply(b, timeout)
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	r.met.observe(time.Since(t0))
+	if err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
@@ -746,4 +753,64 @@ func (r *Replica) TransferLeadership(id string) error {
 		return fmt.Errorf("cluster: leadership transfer: %w", err)
 	}
 	return nil
+}
+
+// Ready reports whether the node can serve clients: raft is running and
+// a leader is known (this node, serving, or another one to relay to).
+func (r *Replica) Ready() error {
+	rf := r.node.Raft()
+	if rf.State() == raft.Shutdown {
+		return errors.New("cluster: raft is not running")
+	}
+	addr, id := rf.LeaderWithID()
+	if addr == "" {
+		return errors.New("cluster: no leader known")
+	}
+	if string(id) == r.node.ID() && !r.Leading() {
+		return errors.New("cluster: this node leads but is not serving yet (catching up)")
+	}
+	return nil
+}
+
+// ApplyBuckets are the upper bounds, in seconds, of the apply latency
+// histogram (Metrics); one more bucket counts slower applies.
+var ApplyBuckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+
+// replicaMetrics are the Replica's counters.
+type replicaMetrics struct {
+	leaderChanges atomic.Uint64
+	applies       [len(ApplyBuckets) + 1]atomic.Uint64
+	applyNanos    atomic.Int64
+}
+
+func (m *replicaMetrics) observe(d time.Duration) {
+	i := 0
+	for i < len(ApplyBuckets) && d.Seconds() > ApplyBuckets[i] {
+		i++
+	}
+	m.applies[i].Add(1)
+	m.applyNanos.Add(int64(d))
+}
+
+// Metrics is a snapshot of a node's raft figures.
+type Metrics struct {
+	State                           string // leader, follower, candidate, shutdown
+	Term, CommitIndex, AppliedIndex uint64
+	LastIndex                       uint64
+	LeaderChanges                   uint64 // leadership notices: gained or lost
+	ApplyCounts                     [len(ApplyBuckets) + 1]uint64
+	ApplySum                        time.Duration
+}
+
+// Metrics returns the node's raft figures and the latency of its
+// proposals (from Apply to the result, on the leader).
+func (r *Replica) Metrics() Metrics {
+	rf := r.node.Raft()
+	m := Metrics{State: stateName(rf.State()), Term: rf.CurrentTerm(), CommitIndex: rf.CommitIndex(),
+		AppliedIndex: rf.AppliedIndex(), LastIndex: rf.LastIndex(), LeaderChanges: r.met.leaderChanges.Load(),
+		ApplySum: time.Duration(r.met.applyNanos.Load())}
+	for i := range m.ApplyCounts {
+		m.ApplyCounts[i] = r.met.applies[i].Load()
+	}
+	return m
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
 )
@@ -246,6 +247,9 @@ type statsBody struct {
 	// DetachedSessions those waiting to be resumed (sessions.go).
 	Sessions         int `json:"sessions"`
 	DetachedSessions int `json:"detached_sessions"`
+	// Cluster is this node's view of its cluster in the replicated mode
+	// (as the cluster request answers it); absent otherwise.
+	Cluster *cluster.NodeStatus `json:"cluster,omitempty"`
 	// Totals counts the entries each list would have without the cap
 	// (Options.StatsMaxItems); Truncated says some list is shorter.
 	Totals    statsTotals `json:"totals"`
@@ -342,6 +346,10 @@ func (s *Server) statsAnswer() ([]byte, error) {
 	sb.Requests, sb.ConnectionsByTransport = s.requestCounts()
 	ss := e.SessionStats()
 	sb.Sessions, sb.DetachedSessions = ss.Attached, ss.Detached
+	if rep := s.opts.Replica; rep != nil {
+		st := rep.Status()
+		sb.Cluster = &st
+	}
 	err := json.NewEncoder(&s.statsBuf).Encode(sb)
 	// The scratch must not keep keys, patterns or remotes alive.
 	clear(st.Locks)

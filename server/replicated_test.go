@@ -276,3 +276,31 @@ func TestReplicatedClusterChanges(t *testing.T) {
 		return false
 	})
 }
+
+// Readiness, metrics and stats of a replicated node.
+func TestReplicatedObservability(t *testing.T) {
+	nodes := newReplCluster(t)
+	leader := replLeader(t, nodes)
+	for _, n := range nodes {
+		eventually(t, "ready", func() bool { return n.srv.Ready() == nil })
+	}
+	c := testutil.Dial(t, leader.addr)
+	expectGrant(t, c.Do("l", "k", "0"), "ok", "33")
+	reg := metricsRegistry(t, leader.srv)
+	if v := metricValue(t, reg, "dflockd_raft_state", "state", "leader"); v != 1 {
+		t.Fatalf("raft_state{leader} = %v", v)
+	}
+	if v := metricValue(t, reg, "dflockd_raft_apply_duration_seconds"); v < 1 {
+		t.Fatalf("raft_apply_duration_seconds count = %v", v)
+	}
+	if v := metricValue(t, reg, "dflockd_raft_index", "kind", "applied"); v < 1 {
+		t.Fatalf("raft_index{applied} = %v", v)
+	}
+	_, raw := wireStats(t, c) // stats is served by the leader here
+	var st cluster.NodeStatus
+	if err := json.Unmarshal(raw["cluster"], &st); err != nil || st.Role != "leader" {
+		t.Fatalf("stats cluster = %s (%v)", raw["cluster"], err)
+	}
+	leader.rep.Node().Raft().Shutdown()
+	eventually(t, "not ready once raft is down", func() bool { return leader.srv.Ready() != nil })
+}
