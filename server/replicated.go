@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -98,16 +97,7 @@ func (sess *session) replicated(req *protocol.Request) (reason CloseReason, done
 		var id cluster.SessionID
 		var secret cluster.Secret
 		if id, secret, err = rc.Name(ctx, ttl); err == nil {
-			sess.wmu.Lock()
-			sess.out = append(sess.out, "ok "...)
-			sess.out = hex.AppendEncode(sess.out, id[:])
-			sess.out = append(sess.out, ' ')
-			sess.out = hex.AppendEncode(sess.out, secret[:])
-			sess.out = append(sess.out, ' ')
-			sess.out = strconv.AppendInt(sess.out, int64(ttl/time.Second), 10)
-			sess.out = append(sess.out, '\n')
-			sess.noteOut()
-			sess.wmu.Unlock()
+			sess.replySession(id.String(), secret.String(), ttl)
 		} else if errors.Is(err, core.ErrMaxSessions) {
 			err = errors.New("max sessions") // plain error, as single-node
 		}
@@ -118,14 +108,7 @@ func (sess *session) replicated(req *protocol.Request) (reason CloseReason, done
 		if !decodeHex(id[:], req.Key) || !decodeHex(secret[:], req.Token) {
 			err = core.ErrSession
 		} else if held, queued, err = rc.Resume(ctx, id, secret); err == nil {
-			sess.wmu.Lock()
-			sess.out = append(sess.out, "ok "...)
-			sess.out = strconv.AppendInt(sess.out, int64(held), 10)
-			sess.out = append(sess.out, ' ')
-			sess.out = strconv.AppendInt(sess.out, int64(queued), 10)
-			sess.out = append(sess.out, '\n')
-			sess.noteOut()
-			sess.wmu.Unlock()
+			sess.replyCounts(held, queued)
 		}
 	case protocol.CmdBye:
 		err = rc.Bye(ctx)
