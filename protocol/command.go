@@ -4,7 +4,7 @@ import "strconv"
 
 // Command is a request verb. The zero value, CmdUnknown, stands for any
 // first line that is not one of the sixteen 1.x verbs or the dflockd
-// extensions (inspect, name, session, resume, bye).
+// extensions (inspect, name, session, resume, bye, cluster).
 type Command uint8
 
 // The request verbs of dflockd 1.x. The comment after each constant is its
@@ -36,10 +36,11 @@ const (
 	CmdSession // "session"
 	CmdResume  // "resume"
 	CmdBye     // "bye"
+	CmdCluster // "cluster"
 )
 
 // numCommands is the number of defined Command values, CmdUnknown included.
-const numCommands = int(CmdBye) + 1
+const numCommands = int(CmdCluster) + 1
 
 var commandVerbs = [numCommands]string{
 	CmdUnknown:    "unknown",
@@ -64,6 +65,7 @@ var commandVerbs = [numCommands]string{
 	CmdSession:    "session",
 	CmdResume:     "resume",
 	CmdBye:        "bye",
+	CmdCluster:    "cluster",
 }
 
 // String returns the wire verb of c ("l", "sl", "listen", ...). CmdUnknown
@@ -123,16 +125,18 @@ func ParseCommand(b []byte) Command {
 		return CmdResume
 	case "bye":
 		return CmdBye
+	case "cluster":
+		return CmdCluster
 	}
 	return CmdUnknown
 }
 
 // hasKey reports whether the key line of c is a key, pattern or channel that
 // must be validated and returned (all verbs except auth, ping, stats, name,
-// session and bye; the key line of resume is the session id).
+// session, bye and cluster; the key line of resume is the session id).
 func (c Command) hasKey() bool {
 	switch c {
-	case CmdUnknown, CmdAuth, CmdPing, CmdStats, CmdName, CmdSession, CmdBye:
+	case CmdUnknown, CmdAuth, CmdPing, CmdStats, CmdName, CmdSession, CmdBye, CmdCluster:
 		return false
 	}
 	return int(c) < numCommands

@@ -71,6 +71,20 @@ func (d *Decoder) SetLineHook(fn func()) { d.src.hook = fn }
 // yet consumed.
 func (d *Decoder) Buffered() int { return d.br.Buffered() }
 
+// TakeBuffered returns a copy of the bytes received and not yet decoded,
+// and forgets them: the caller takes over the rest of the stream (a
+// connection relayed elsewhere after some requests were served).
+func (d *Decoder) TakeBuffered() []byte {
+	n := d.br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := d.br.Peek(n)
+	out := append([]byte(nil), b...)
+	_, _ = d.br.Discard(n)
+	return out
+}
+
 // ReadRequest reads one request, exactly three lines, into req, which is
 // reset first (fields of the previous request never leak into the next).
 //

@@ -228,6 +228,10 @@ func requestCases() []reqCase {
 		{"resume: sid validated as a key -> 5", "resume\na b\nffee\n", view{Cmd: CmdResume}, ErrBadKey},
 		{"bye: key and arg ignored", "bye\nx\ny\n", view{Cmd: CmdBye}, nil},
 
+		// --- cluster (the replicated mode) ---
+		{"cluster: status", "cluster\n_\n\n", view{Cmd: CmdCluster}, nil},
+		{"cluster: operation trimmed, key ignored", "cluster\na b\n  add n4 127.0.0.1:7004 \n", view{Cmd: CmdCluster, Op: "add n4 127.0.0.1:7004"}, nil},
+
 		// --- unknown commands ---
 		{"unknown: verb -> 3", "frob\nx\ny\n", view{}, ErrUnknownCommand},
 		{"unknown: case-sensitive -> 3", "L\nk\n5\n", view{}, ErrUnknownCommand},
@@ -704,7 +708,7 @@ func TestParseCommand(t *testing.T) {
 		CmdAuth: "auth", CmdLock: "l", CmdRelease: "r", CmdRenew: "n", CmdEnqueue: "e", CmdWait: "w",
 		CmdSemLock: "sl", CmdSemRelease: "sr", CmdSemRenew: "sn", CmdSemEnqueue: "se", CmdSemWait: "sw",
 		CmdListen: "listen", CmdUnlisten: "unlisten", CmdSignal: "signal", CmdPing: "ping", CmdStats: "stats",
-		CmdInspect: "inspect", CmdName: "name", CmdSession: "session", CmdResume: "resume", CmdBye: "bye",
+		CmdInspect: "inspect", CmdName: "name", CmdSession: "session", CmdResume: "resume", CmdBye: "bye", CmdCluster: "cluster",
 	}
 	if len(want) != numCommands-1 {
 		t.Fatalf("table covers %d verbs, have %d", len(want), numCommands-1)
@@ -748,6 +752,7 @@ func TestRoundTrip(t *testing.T) {
 		{CmdSession, "_", "30", view{Cmd: CmdSession, TTL: 30 * sec}},
 		{CmdResume, "0123456789abcdef", "00112233445566778899aabbccddeeff", view{Cmd: CmdResume, Key: "0123456789abcdef", Token: "00112233445566778899aabbccddeeff"}},
 		{CmdBye, "_", "", view{Cmd: CmdBye}},
+		{CmdCluster, "_", "transfer n2", view{Cmd: CmdCluster, Op: "transfer n2"}},
 	}
 	var buf []byte
 	for _, tt := range tests {

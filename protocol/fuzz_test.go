@@ -132,6 +132,9 @@ func refParse(v *view, c, key, arg string) (err error) {
 		return nil
 	case "ping", "stats", "bye":
 		return nil
+	case "cluster":
+		v.Op = strings.TrimSpace(arg)
+		return nil
 	case "session":
 		if a := strings.TrimSpace(arg); a != "" {
 			v.TTL, err = refLease(a)
@@ -261,6 +264,9 @@ func decodeAll(t *testing.T, r io.Reader, bufSize int) []refResult {
 		err := d.ReadRequest(&req)
 		out = append(out, refResult{v: viewOf(&req), err: err})
 		checkInvariants(t, &req, err)
+		if err == nil {
+			checkReencode(t, &req)
+		}
 		var perr *Error
 		if err != nil && (!errors.As(err, &perr) || perr.Fatal()) {
 			return out
@@ -361,6 +367,7 @@ func fuzzSeeds() []string {
 		"session\n_\n\n", "session\n_\n30\n", "session\n\n0\n", "session\n_\n1 2\n",
 		"resume\n0123456789abcdef\n00112233445566778899aabbccddeeff\n", "resume\nab\n\n", "resume\n\nx\n",
 		"bye\n_\n\n", "bye\n\nsee you\n",
+		"cluster\n_\n\n", "cluster\n_\nadd n4 127.0.0.1:7004\n", "cluster\n\n transfer \n",
 	}
 	// Pipelined mixes.
 	seeds = append(seeds, strings.Join(seeds[10:30], ""), toCRLF(strings.Join(seeds[30:50], "")))
@@ -474,4 +481,17 @@ func FuzzParseResponse(f *testing.F) {
 			t.Fatalf("%q -> %+v -> %q -> %+v, %v", line, resp, enc, again, err)
 		}
 	})
+}
+
+// checkReencode: AppendRequestOf gives bytes that decode back to req.
+func checkReencode(t *testing.T, req *Request) {
+	t.Helper()
+	b := AppendRequestOf(nil, req)
+	var again Request
+	if err := NewDecoder(bytes.NewReader(b)).ReadRequest(&again); err != nil {
+		t.Fatalf("re-encoded %+v as %q, which does not decode: %v", viewOf(req), b, err)
+	}
+	if viewOf(&again) != viewOf(req) {
+		t.Fatalf("re-encoded %q decodes to %+v; want %+v", b, viewOf(&again), viewOf(req))
+	}
 }

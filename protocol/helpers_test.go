@@ -38,6 +38,7 @@ type view struct {
 	Payload string
 	Name    string
 	Sem     bool
+	Op      string
 }
 
 func viewOf(r *Request) view {
@@ -53,6 +54,7 @@ func viewOf(r *Request) view {
 		Payload: string(r.Payload),
 		Name:    string(r.Name),
 		Sem:     r.Sem,
+		Op:      string(r.Op),
 	}
 }
 

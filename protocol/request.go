@@ -1,6 +1,9 @@
 package protocol
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Line caps and numeric bounds (§1, §2.2).
 const (
@@ -29,6 +32,7 @@ type Request struct {
 	Payload []byte        // signal: the arg line verbatim (not trimmed), never blank
 	Name    []byte        // name: the trimmed connection name, 1..MaxName printable ASCII bytes
 	Sem     bool          // inspect: the semaphore namespace (arg "sem"); false = locks
+	Op      []byte        // cluster: the trimmed arg (empty = status), split by the server
 }
 
 // MaxName is the longest connection name (the name extension), in bytes.
@@ -59,6 +63,61 @@ func AppendRequest(dst []byte, cmd Command, key, arg string) []byte {
 	dst = append(dst, '\n')
 	dst = append(dst, arg...)
 	return append(dst, '\n')
+}
+
+// AppendRequestOf appends the wire form of a decoded request: what a
+// client could have sent to get req (not necessarily its bytes: spacing
+// and leading zeros are normalised). Reading it back gives req again.
+func AppendRequestOf(dst []byte, req *Request) []byte {
+	secs := func(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
+	key := "_"
+	if req.Key != nil {
+		key = string(req.Key)
+	}
+	var arg string
+	switch req.Cmd {
+	case CmdLock:
+		arg = secs(req.Timeout)
+		if req.TTL > 0 {
+			arg += " " + secs(req.TTL)
+		}
+	case CmdSemLock:
+		arg = secs(req.Timeout) + " " + strconv.Itoa(req.Limit)
+		if req.TTL > 0 {
+			arg += " " + secs(req.TTL)
+		}
+	case CmdRelease, CmdSemRelease, CmdAuth, CmdResume:
+		arg = string(req.Token)
+	case CmdRenew, CmdSemRenew:
+		arg = string(req.Token)
+		if req.TTL > 0 {
+			arg += " " + secs(req.TTL)
+		}
+	case CmdEnqueue, CmdSession:
+		if req.TTL > 0 {
+			arg = secs(req.TTL)
+		}
+	case CmdSemEnqueue:
+		arg = strconv.Itoa(req.Limit)
+		if req.TTL > 0 {
+			arg += " " + secs(req.TTL)
+		}
+	case CmdWait, CmdSemWait:
+		arg = secs(req.Timeout)
+	case CmdListen, CmdUnlisten:
+		arg = string(req.Group)
+	case CmdSignal:
+		arg = string(req.Payload)
+	case CmdInspect:
+		if req.Sem {
+			arg = "sem"
+		}
+	case CmdName:
+		arg = string(req.Name)
+	case CmdCluster:
+		arg = string(req.Op)
+	}
+	return AppendRequest(dst, req.Cmd, key, arg)
 }
 
 // parseArgs validates key and arg for cmd and fills req. key and arg must
@@ -173,6 +232,10 @@ func parseArgs(req *Request, key, arg []byte) error {
 			return ErrEmptyToken
 		}
 		req.Token = sec
+	case CmdCluster: // [<operation> <args...>]; the key line is ignored
+		if op := trimSpace(arg); len(op) > 0 {
+			req.Op = op
+		}
 	case CmdPing, CmdStats, CmdBye:
 		// key and arg are ignored
 	default:

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
 )
@@ -54,6 +55,15 @@ func statusOf(err error) protocol.Status {
 // that the session must end (with reason).
 func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 	defer sess.endRequest(req.Cmd, sess.startRequest())
+	if sess.rc != nil {
+		rep := sess.srv.opts.Replica
+		if !sess.relayedIn && !rep.Leading() && needsLeader(req) && sess.relayFrom(rep, req) {
+			return CloseRelayed, true // relay.go
+		}
+		if reason, done, handled := sess.replicated(req); handled {
+			return reason, done
+		}
+	}
 	e := sess.srv.opts.Engine
 	switch req.Cmd {
 	case protocol.CmdLock, protocol.CmdSemLock:
@@ -101,6 +111,8 @@ func (sess *session) dispatch(req *protocol.Request) (CloseReason, bool) {
 		sess.inspect(req) // inspect.go
 	case protocol.CmdName:
 		sess.setName(req)
+	case protocol.CmdCluster:
+		sess.clusterRequest(req) // replicated.go
 	case protocol.CmdSession:
 		sess.nameSession(req) // sessions.go
 	case protocol.CmdResume:
@@ -235,6 +247,9 @@ type statsBody struct {
 	// DetachedSessions those waiting to be resumed (sessions.go).
 	Sessions         int `json:"sessions"`
 	DetachedSessions int `json:"detached_sessions"`
+	// Cluster is this node's view of its cluster in the replicated mode
+	// (as the cluster request answers it); absent otherwise.
+	Cluster *cluster.NodeStatus `json:"cluster,omitempty"`
 	// Totals counts the entries each list would have without the cap
 	// (Options.StatsMaxItems); Truncated says some list is shorter.
 	Totals    statsTotals `json:"totals"`
@@ -331,6 +346,10 @@ func (s *Server) statsAnswer() ([]byte, error) {
 	sb.Requests, sb.ConnectionsByTransport = s.requestCounts()
 	ss := e.SessionStats()
 	sb.Sessions, sb.DetachedSessions = ss.Attached, ss.Detached
+	if rep := s.opts.Replica; rep != nil {
+		st := rep.Status()
+		sb.Cluster = &st
+	}
 	err := json.NewEncoder(&s.statsBuf).Encode(sb)
 	// The scratch must not keep keys, patterns or remotes alive.
 	clear(st.Locks)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/version"
 	"github.com/dflockd/dflockd/protocol"
@@ -255,6 +256,11 @@ var (
 	descSessResumed   = desc("sessions_resumed_total", "Named sessions resumed by a new connection.")
 	descSessExpired   = desc("sessions_expired_total", "Detached named sessions ended at the end of their TTL (what they held released).")
 	descBuildInfo     = desc("build_info", "Build information; always 1.", "version", "goversion")
+	descRaftState     = desc("raft_state", "Replicated mode: 1 for this node's raft state (leader, follower, candidate, shutdown), 0 for the others.", "state")
+	descRaftTerm      = desc("raft_term", "Replicated mode: the current raft term.")
+	descRaftIndex     = desc("raft_index", "Replicated mode: raft log indexes: commit, applied, last.", "kind")
+	descRaftLeaderChg = desc("raft_leader_changes_total", "Replicated mode: times this node gained or lost the leadership.")
+	descRaftApply     = desc("raft_apply_duration_seconds", "Replicated mode: time from proposing a command on the leader to its result (replicated on a majority and applied).")
 )
 
 var allDescs = []*prometheus.Desc{
@@ -262,6 +268,7 @@ var allDescs = []*prometheus.Desc{
 	descLocksHeld, descSemHeld, descWaiters, descKeys, descGrants, descWait, descLeasesEnded,
 	descFence, descSigPublished, descSigDelivered, descSigDropped, descSlowConsumers, descSubs,
 	descSessions, descSessResumed, descSessExpired, descBuildInfo,
+	descRaftState, descRaftTerm, descRaftIndex, descRaftLeaderChg, descRaftApply,
 }
 
 // Describe implements prometheus.Collector.
@@ -363,6 +370,27 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSessResumed, ss.Resumed)
 	counter(descSessExpired, ss.Expired)
 	gauge(descBuildInfo, 1, version.Version(), runtime.Version())
+	if rep := s.opts.Replica; rep != nil {
+		rm := rep.Metrics()
+		for _, st := range []string{"leader", "follower", "candidate", "shutdown"} {
+			v := 0.0
+			if st == rm.State {
+				v = 1
+			}
+			gauge(descRaftState, v, st)
+		}
+		gauge(descRaftTerm, float64(rm.Term))
+		gauge(descRaftIndex, float64(rm.CommitIndex), "commit")
+		gauge(descRaftIndex, float64(rm.AppliedIndex), "applied")
+		gauge(descRaftIndex, float64(rm.LastIndex), "last")
+		counter(descRaftLeaderChg, rm.LeaderChanges)
+		var n uint64
+		for _, c := range rm.ApplyCounts {
+			n += c
+		}
+		ch <- prometheus.MustNewConstHistogram(descRaftApply, n, rm.ApplySum.Seconds(),
+			cumulative(cluster.ApplyBuckets[:], rm.ApplyCounts[:]))
+	}
 }
 
 // cumulative turns per-bucket counts (the last one past every bound) into

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 )
 
@@ -91,4 +92,8 @@ type Options struct {
 	// may ask for (0 = DefaultSessionTTLMax, 300s).
 	SessionTTL    time.Duration
 	SessionTTLMax time.Duration
+	// Replica, when set, is the replicated mode: lock, semaphore and
+	// session requests go through the cluster's leader (replicated.go);
+	// Engine still serves pub/sub and the local views.
+	Replica *cluster.Replica
 }

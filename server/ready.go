@@ -52,6 +52,13 @@ func (s *Server) Ready() error {
 	if failing != nil {
 		return fmt.Errorf("server: listener %s is not accepting: %w", failing.name, failing.acceptErr)
 	}
+	if rep := s.opts.Replica; rep != nil {
+		// Replicated mode: raft running and a leader known (a follower
+		// relays to it).
+		if err := rep.Ready(); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -411,6 +411,23 @@ func (s *Server) beginDrain() {
 	s.cancel()
 }
 
+// DropConnections closes every client connection without stopping the
+// server: in the replicated mode, when this node stops leading, its
+// clients reconnect to the new leader (named sessions resume there).
+func (s *Server) DropConnections() {
+	s.mu.Lock()
+	conns := make([]net.Conn, 0, len(s.sessions))
+	for sess := range s.sessions {
+		if !sess.keepOnDrop.Load() {
+			conns = append(conns, sess.conn)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
 func (s *Server) closeSessions() {
 	s.mu.Lock()
 	s.closed = true

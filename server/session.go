@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/auth"
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/protocol"
 	"github.com/dflockd/dflockd/transport"
@@ -53,6 +54,8 @@ const (
 	CloseSlowConsumer
 	CloseHandshakeFailed
 	CloseBye
+	CloseLeaderGone
+	CloseRelayed
 )
 
 var closeReasons = [...]string{
@@ -68,6 +71,8 @@ var closeReasons = [...]string{
 	CloseSlowConsumer:    "slow_consumer",
 	CloseHandshakeFailed: "handshake_failed",
 	CloseBye:             "bye",
+	CloseLeaderGone:      "not_leader",
+	CloseRelayed:         "relayed",
 }
 
 // String returns the reason's log name.
@@ -93,10 +98,21 @@ type session struct {
 	owner *core.Owner
 	// ns is the connection's named session, nil when unnamed
 	// (sessions.go). Only the session goroutine touches it.
-	ns  *core.Session
-	rd  connReader
-	dec *protocol.Decoder
-	req protocol.Request
+	ns *core.Session
+	// rc is the connection's handle on the replicated state, nil in
+	// single-node mode (replicated.go).
+	rc *cluster.Conn
+	// keepOnDrop spares the connection from DropConnections (it asked
+	// for the leadership transfer that causes the drop).
+	keepOnDrop atomic.Bool
+	// relayedIn: another node relayed this connection to this one.
+	relayedIn bool
+	// cred is the token the connection authenticated with, passed on
+	// if it is relayed to the leader.
+	cred string
+	rd   connReader
+	dec  *protocol.Decoder
+	req  protocol.Request
 
 	// Set before the session starts and never changed: read by stats.
 	transport string
@@ -160,6 +176,9 @@ func newSession(s *Server, c net.Conn, id uint64, ip, transportName string, peer
 		}
 	})
 	sess.authed = s.opts.Auth == nil
+	if rep := s.opts.Replica; rep != nil {
+		sess.rc = rep.Connect("", func() { c.Close() })
+	}
 	sess.out = make([]byte, 0, 512)
 	return sess
 }
@@ -172,7 +191,12 @@ func (sess *session) identity() string {
 	return ""
 }
 
-func (sess *session) setIdentity(name string) { sess.tag.ident.Store(&name) }
+func (sess *session) setIdentity(name string) {
+	sess.tag.ident.Store(&name)
+	if sess.rc != nil {
+		sess.rc.SetIdentity(name)
+	}
+}
 
 // serve runs the session to its end and cleans up after it.
 func (sess *session) serve() {
@@ -345,6 +369,9 @@ func (sess *session) authenticate() bool {
 		return false
 	}
 	sess.authed = true
+	if s.opts.Replica != nil {
+		sess.cred = cred
+	}
 	if sess.identity() == "" {
 		// A connection-level identity (certificate, uid) is the more
 		// specific name; the token only adds a check.

@@ -96,14 +96,33 @@ func (sess *session) nameSession(req *protocol.Request) {
 		sess.tag.session.Store(ns)
 		s.log.Debug("session named", "conn", sess.id, "session", ns.ID(), "ttl", ttl, "remote", sess.remote)
 	}
+	sess.replySession(sess.ns.ID(), sess.ns.Secret(), ttl)
+}
+
+// replySession appends the answer to `session`: "ok <sid> <secret> <ttl_s>";
+// id and secret are the hex text.
+func (sess *session) replySession(id, secret string, ttl time.Duration) {
 	sess.m.st = protocol.StatusOK
 	sess.wmu.Lock()
 	sess.out = append(sess.out, "ok "...)
-	sess.out = append(sess.out, sess.ns.ID()...)
+	sess.out = append(sess.out, id...)
 	sess.out = append(sess.out, ' ')
-	sess.out = append(sess.out, sess.ns.Secret()...)
+	sess.out = append(sess.out, secret...)
 	sess.out = append(sess.out, ' ')
 	sess.out = strconv.AppendInt(sess.out, int64(ttl/time.Second), 10)
+	sess.out = append(sess.out, '\n')
+	sess.noteOut()
+	sess.wmu.Unlock()
+}
+
+// replyCounts appends the answer to `resume`: "ok <held> <queued>".
+func (sess *session) replyCounts(held, queued int) {
+	sess.m.st = protocol.StatusOK
+	sess.wmu.Lock()
+	sess.out = append(sess.out, "ok "...)
+	sess.out = strconv.AppendInt(sess.out, int64(held), 10)
+	sess.out = append(sess.out, ' ')
+	sess.out = strconv.AppendInt(sess.out, int64(queued), 10)
 	sess.out = append(sess.out, '\n')
 	sess.noteOut()
 	sess.wmu.Unlock()
@@ -135,15 +154,7 @@ func (sess *session) resume(req *protocol.Request) {
 	}
 	held, queued := e.OwnerCounts(sess.owner)
 	s.log.Debug("session resumed", "conn", sess.id, "session", ns.ID(), "remote", sess.remote, "held", held, "queued", queued)
-	sess.m.st = protocol.StatusOK
-	sess.wmu.Lock()
-	sess.out = append(sess.out, "ok "...)
-	sess.out = strconv.AppendInt(sess.out, int64(held), 10)
-	sess.out = append(sess.out, ' ')
-	sess.out = strconv.AppendInt(sess.out, int64(queued), 10)
-	sess.out = append(sess.out, '\n')
-	sess.noteOut()
-	sess.wmu.Unlock()
+	sess.replyCounts(held, queued)
 }
 
 // takeSession attaches the session id to this connection, closing the
@@ -204,6 +215,13 @@ func (sess *session) takeSession(id, secret string) (*core.Session, error) {
 func (sess *session) endOwner(reason CloseReason) (detach bool) {
 	s := sess.srv
 	e := s.opts.Engine
+	if sess.rc != nil && reason != CloseBye {
+		// Detach a named session, close an implicit one (bounded: the
+		// leader may be gone).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sess.rc.Close(ctx)
+		cancel()
+	}
 	if sess.ns == nil {
 		e.ReleaseOwner(sess.owner)
 		return false

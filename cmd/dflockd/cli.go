@@ -92,6 +92,8 @@ type ServeCmd struct {
 	AdminTLS    bool   `name:"admin-tls" default:"false" envvar:"DFLOCKD_ADMIN_TLS" group:"Monitoring" help:"Serve the admin listener over HTTPS with --tls-cert/--tls-key (no client certificate asked)."`
 	AdminPprof  bool   `name:"admin-pprof" default:"false" envvar:"DFLOCKD_ADMIN_PPROF" group:"Monitoring" help:"Serve the Go profiler under /debug/pprof/ on the admin listener."`
 
+	ClusterFlags `embed:""`
+
 	Debug bool `name:"debug" default:"false" envvar:"DFLOCKD_DEBUG" help:"Log at debug level."`
 
 	env         *envResolver // records which settings came from the environment
@@ -324,6 +326,9 @@ func (c *ServeCmd) validate() error {
 			rule = fmt.Sprintf("must be at most %d", ck.max)
 		}
 		return fmt.Errorf("%s: %s, got %d", c.flagRef(ck.flag), rule, ck.v)
+	}
+	if err := c.validateCluster(); err != nil {
+		return err
 	}
 	if c.SessionTTL > c.SessionTTLMax {
 		return fmt.Errorf("%s: must be at most %s (%d), got %d", c.flagRef("session-ttl"), c.flagRef("session-ttl-max"), c.SessionTTLMax, c.SessionTTL)

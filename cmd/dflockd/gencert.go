@@ -61,6 +61,7 @@ type GenCertCmd struct {
 	Out        string   `name:"out" default:"certs" placeholder:"DIR" help:"Directory to write ca.pem, ca-key.pem, server.pem, server-key.pem, client.pem and client-key.pem to (created if missing; default ${default})."`
 	ClientName string   `name:"client-name" default:"dflockd-client" placeholder:"NAME" help:"Common name of the client certificate; with --tls-client-ca the server knows the client as cert:NAME (default ${default})."`
 	Force      bool     `name:"force" help:"Overwrite existing server and client certificates (the CA is still kept)."`
+	Node       []string `name:"node" placeholder:"ID" help:"Also write node-ID.pem and node-ID-key.pem: a certificate for the raft links of cluster node ID (--raft-tls-cert/--raft-tls-key, with ca.pem as --raft-tls-ca), usable both ways; repeatable or comma-separated."`
 	NewCA      bool     `name:"new-ca" help:"Make a new CA even if the directory has one, and re-issue everything (implies --force). Certificates the old CA signed stop being accepted once the server trusts the new one."`
 }
 
@@ -114,6 +115,17 @@ func (c *GenCertCmd) run(w io.Writer) error {
 	leaves, err := issueLeaves(ca, hosts, clientName, now)
 	if err != nil {
 		return err
+	}
+	nodes, err := checkNodes(c.Node)
+	if err != nil {
+		return err
+	}
+	for _, id := range nodes {
+		pair, err := issueNode(ca, id, hosts, now)
+		if err != nil {
+			return err
+		}
+		leaves = append(leaves, pair...)
 	}
 	files = append(files, leaves...)
 	if err := os.MkdirAll(c.Out, 0o755); err != nil {
@@ -352,6 +364,61 @@ func issueLeaves(ca *issuer, hosts []string, clientName string, now time.Time) (
 		files = append(files, pair...)
 	}
 	return files, nil
+}
+
+// checkNodes validates the --node ids: each a name usable in a file name
+// (letters, digits, '-', '_', '.'), 1 to 64 bytes, once.
+func checkNodes(raw []string) ([]string, error) {
+	var out []string
+	for _, v := range raw {
+		for id := range strings.SplitSeq(v, ",") {
+			id = strings.TrimSpace(id)
+			ok := id != "" && len(id) <= maxCommonName && id[0] != '.'
+			for _, r := range id {
+				ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+			}
+			if !ok {
+				return nil, fmt.Errorf("--node: %q is not a node id (1 to 64 letters, digits, '-', '_' or '.')", id)
+			}
+			if !slices.Contains(out, id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// issueNode makes the raft-link certificate of node id: its common name
+// is the id, it names the same hosts as the server certificate, and it
+// serves both ends of a mutual-TLS link.
+func issueNode(ca *issuer, id string, hosts []string, now time.Time) ([]pemFile, error) {
+	notAfter := now.Add(leafValidity)
+	if ca.cert.NotAfter.Before(notAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: id, Organization: []string{"dflockd cluster"}},
+		NotBefore:   now.Add(-time.Hour),
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	key, err := newKey()
+	if err != nil {
+		return nil, err
+	}
+	der, _, err := sign(tmpl, ca.cert, key, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate %s: %w", id, err)
+	}
+	return pemPair("node-"+id+".pem", "node-"+id+"-key.pem", der, key)
 }
 
 // serverCommonName is the subject of the server certificate: the first

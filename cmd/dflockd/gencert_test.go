@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dflockd/dflockd/cluster"
 )
 
 // genCert runs `dflockd gen-cert` with args and fails the test unless it
@@ -391,5 +394,44 @@ func TestGitignoreListsCerts(t *testing.T) {
 	}
 	if !slices.Contains(strings.Split(string(b), "\n"), "certs/") {
 		t.Errorf(".gitignore does not list certs/:\n%s", b)
+	}
+}
+
+// gen-cert --node writes certificates that open mutual-TLS raft links
+// between nodes of the same CA.
+func TestGenCertNodeCertificates(t *testing.T) {
+	dir := t.TempDir()
+	c := &GenCertCmd{Out: dir, ClientName: defaultClientName, Node: []string{"n1,n2"}}
+	if err := c.run(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(id string) *tls.Config {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "node-"+id+".pem"), filepath.Join(dir, "node-"+id+"-key.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := cluster.MutualTLS(cert, ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tc
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	errs := make(chan error, 1)
+	go func() { errs <- tls.Server(b, cfg("n2")).Handshake() }()
+	if err := tls.Client(a, cfg("n1")).Handshake(); err != nil {
+		t.Fatalf("client handshake: %v", err)
+	}
+	if err := <-errs; err != nil {
+		t.Fatalf("server handshake: %v", err)
+	}
+	if _, err := checkNodes([]string{"bad/id"}); err == nil {
+		t.Fatal("a node id with a slash was accepted")
 	}
 }

@@ -13,11 +13,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/server"
 	"github.com/dflockd/dflockd/transport"
@@ -190,7 +192,54 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 		}
 	})
 
-	srv := server.New(c.serverOptions(engine, log))
+	sopts := c.serverOptions(engine, log)
+	var rep *cluster.Replica
+	var srvRef atomic.Pointer[server.Server]
+	var raftStopped atomic.Bool
+	if c.clustered() {
+		policy := cluster.Policy{DefaultTTL: c.DefaultLeaseTTL.Duration(), MaxKeys: c.MaxLocks, MaxWaiters: c.MaxWaiters,
+			MaxSessions: c.MaxSessions, KeepOnDisconnect: !c.AutoReleaseOnDisconnect}
+		rc, err := c.replicaConfig(log, policy, func(leading bool) {
+			if leading {
+				log.Info("cluster: this node is the leader")
+				return
+			}
+			log.Info("cluster: this node is no longer the leader; closing client connections")
+			if s := srvRef.Load(); s != nil {
+				s.DropConnections()
+			}
+		}, func() {
+			log.Error("cluster: raft stopped unexpectedly; this node stops serving")
+			raftStopped.Store(true)
+			stopServing(errors.New("raft stopped"))
+		})
+		for i, l := range ls {
+			rc.Endpoints = append(rc.Endpoints, eps[i].Transport+"://"+l.Addr().String())
+		}
+		if err == nil {
+			rep, err = cluster.StartReplica(rc)
+		}
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			if adminL != nil {
+				adminL.Close()
+			}
+			return fmt.Errorf("cluster: %w", err)
+		}
+		defer rep.Close()
+		sopts.Replica = rep
+		log.Info("cluster: raft started", "node_id", c.nodeID(), "raft_listen", c.RaftListen, "data_dir", c.DataDir,
+			"peers", len(c.Peers), "raft_tls", c.RaftTLSCert != "")
+	}
+	srv := server.New(sopts)
+	srvRef.Store(srv)
+	if rep != nil {
+		// Client connections other nodes relay to this one, when it
+		// leads; ends when the replica closes.
+		go func() { _ = srv.ServeRelays(rep.Node().Stream()) }()
+	}
 	var reg *prometheus.Registry
 	if adminL != nil {
 		// The server's own metrics (build info included), beside the Go
@@ -258,6 +307,15 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 
 	log.Info("shutting down: draining connections; send SIGINT or SIGTERM again to close them all and exit at once",
 		"cause", context.Cause(sigCtx), "timeout_s", int64(c.ShutdownTimeout))
+	if rep != nil && rep.Leading() {
+		// Hand leadership over first, so that the cluster goes on
+		// serving while this node drains.
+		if err := rep.Node().Raft().LeadershipTransfer().Error(); err != nil {
+			log.Warn("cluster: leadership transfer failed", "err", err)
+		} else {
+			log.Info("cluster: leadership transferred")
+		}
+	}
 	stopEngine()
 	shutdownCtx := context.Background()
 	if d := c.shutdownTimeout(); d > 0 {
@@ -298,6 +356,9 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 		}
 	}
 	log.Info("stopped")
+	if raftStopped.Load() {
+		return errors.New("cluster: raft stopped unexpectedly")
+	}
 	return nil
 }
 
