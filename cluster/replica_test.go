@@ -309,3 +309,26 @@ func TestJoinAndRemove(t *testing.T) {
 		t.Fatalf("%d members after the removal", n)
 	}
 }
+
+// A removed node that comes back with its old data (it still believes it
+// is a voter) cannot disturb the cluster: no election is forced on the
+// members and writes go on.
+func TestRemovedNodeCannotDisturb(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, li := tr.leader()
+	victim := (li + 1) % 3
+	if err := leader.RemoveMember(tr.cfgs[victim].Node.ID); err != nil {
+		t.Fatal(err)
+	}
+	tr.stop(victim)
+	term := leader.Node().Raft().CurrentTerm()
+	tr.start(victim) // same data dir: its configuration still lists it
+	deadline := time.Now().Add(3 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		tr.do(&OpenSession{ID: SessionID{byte(i + 1), 1}, Secret: Secret{1}})
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := leader.Node().Raft().CurrentTerm(); got != term || !leader.Leading() {
+		t.Fatalf("the removed node disturbed the cluster: term %d -> %d, leader still serving: %v", term, got, leader.Leading())
+	}
+}
