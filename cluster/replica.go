@@ -814,3 +814,16 @@ func (r *Replica) Metrics() Metrics {
 	}
 	return m
 }
+
+// LeaseLeft returns how long the lease of token has left on this node's
+// timer; false on a node that does not lead, or for a token it does not
+// time.
+func (r *Replica) LeaseLeft(tok core.Token) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.leases[tok]
+	if !r.leading || l == nil {
+		return 0, false
+	}
+	return max(time.Until(l.deadline), 0), true
+}

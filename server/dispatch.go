@@ -326,7 +326,11 @@ func (s *Server) statsAnswer() ([]byte, error) {
 	e := s.opts.Engine
 	limit := s.statsLimit()
 	st := &s.statsKeys
-	e.StatsUpTo(st, limit)
+	if rep := s.opts.Replica; rep != nil {
+		replicatedKeyStats(rep, st, limit) // replicated.go
+	} else {
+		e.StatsUpTo(st, limit)
+	}
 	var nchannels, nclients int
 	s.statsChannels, nchannels = e.SignalStatsUpTo(s.statsChannels, limit)
 	s.statsClients, nclients = s.clients(s.statsClients, limit)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -214,4 +215,49 @@ func (sess *session) clusterRequest(req *protocol.Request) {
 	}
 	sess.srv.log.Info("cluster changed", "conn", sess.id, "identity", sess.identity(), "op", string(req.Op))
 	sess.reply(protocol.StatusOK)
+}
+
+// replicatedKeyStats fills st from the replicated state, as StatsUpTo does
+// from the engine: keys of limit 1 under locks, larger limits under
+// semaphores, at most limit entries per list. Lease ends are the
+// leader's timers (0 on a node that does not lead); owner_conn_id is 0
+// (holders belong to sessions); there are no idle keys (an idle key is
+// deleted at once in this mode).
+func replicatedKeyStats(rep *cluster.Replica, st *core.Stats, limit int) {
+	st.Locks, st.Semaphores = st.Locks[:0], st.Semaphores[:0]
+	st.IdleLocks, st.IdleSemaphores = st.IdleLocks[:0], st.IdleSemaphores[:0]
+	st.Totals = core.KeyTotals{}
+	now := time.Now()
+	heldFor := func(since int64) float64 {
+		return math.Round(float64(now.Sub(time.Unix(0, since)).Milliseconds())) / 1e3
+	}
+	for _, kind := range []core.Kind{core.KindLock, core.KindSemaphore} {
+		for _, k := range rep.State().Keys(kind) {
+			if k.Limit <= 1 {
+				st.Totals.Locks++
+				if len(st.Locks) >= limit {
+					continue
+				}
+				ls := core.LockStat{Key: k.Key, Waiters: len(k.Queue)}
+				if len(k.Holders) > 0 {
+					h := k.Holders[0]
+					if left, ok := rep.LeaseLeft(h.Token); ok {
+						ls.LeaseExpiresInS = math.Round(float64(left.Milliseconds())) / 1e3
+					}
+					ls.HeldS = heldFor(h.Since)
+				}
+				st.Locks = append(st.Locks, ls)
+				continue
+			}
+			st.Totals.Semaphores++
+			if len(st.Semaphores) >= limit {
+				continue
+			}
+			ss := core.SemaphoreStat{Key: k.Key, Limit: k.Limit, Holders: len(k.Holders), Waiters: len(k.Queue)}
+			for _, h := range k.Holders {
+				ss.HeldS = max(ss.HeldS, heldFor(h.Since))
+			}
+			st.Semaphores = append(st.Semaphores, ss)
+		}
+	}
 }

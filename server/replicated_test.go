@@ -296,7 +296,10 @@ func TestReplicatedObservability(t *testing.T) {
 	if v := metricValue(t, reg, "dflockd_raft_index", "kind", "applied"); v < 1 {
 		t.Fatalf("raft_index{applied} = %v", v)
 	}
-	_, raw := wireStats(t, c) // stats is served by the leader here
+	sb, raw := wireStats(t, c) // stats is served by the leader here
+	if len(sb.Locks) != 1 || sb.Locks[0].Key != "k" || sb.Locks[0].LeaseExpiresInS <= 0 || sb.Locks[0].LeaseExpiresInS > 33 {
+		t.Fatalf("stats locks from the replicated state = %+v", sb.Locks)
+	}
 	var st cluster.NodeStatus
 	if err := json.Unmarshal(raw["cluster"], &st); err != nil || st.Role != "leader" {
 		t.Fatalf("stats cluster = %s (%v)", raw["cluster"], err)
