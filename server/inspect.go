@@ -148,6 +148,10 @@ func (sess *session) inspect(req *protocol.Request) {
 		kind = core.KindSemaphore
 	}
 	key := string(req.Key)
+	if rep := sess.srv.opts.Replica; rep != nil {
+		sess.replyInspect(replicatedInspect(rep, kind, key, sess.srv.statsLimit())) // replicated.go
+		return
+	}
 	ki, ok := sess.srv.opts.Engine.Inspect(kind, key, sess.srv.statsLimit())
 	body := inspectBody{
 		Key: key, Kind: kind.String(), Exists: ok, Limit: ki.Limit,
@@ -168,6 +172,11 @@ func (sess *session) inspect(req *protocol.Request) {
 			inspectConn: connOf(w.OwnerID, w.Tag), WaitingS: secs(int64(w.Waiting)), Enqueued: w.Enqueued,
 		})
 	}
+	sess.replyInspect(&body)
+}
+
+// replyInspect appends an inspect answer.
+func (sess *session) replyInspect(body *inspectBody) {
 	js, err := json.Marshal(body)
 	if err != nil {
 		sess.srv.log.Error("inspect: encoding failed", "err", err)

@@ -261,3 +261,40 @@ func replicatedKeyStats(rep *cluster.Replica, st *core.Stats, limit int) {
 		}
 	}
 }
+
+// replicatedInspect describes one key of the replicated state, as inspect
+// does from the engine: holders and waiters name their session (no
+// connection: conn_id 0); lease ends are the leader's timers.
+func replicatedInspect(rep *cluster.Replica, kind core.Kind, key string, limit int) *inspectBody {
+	body := &inspectBody{Key: key, Kind: kind.String(), Holders: []inspectHolder{}, Waiters: []inspectWaiter{}}
+	ki, ok := rep.State().Inspect(kind, key)
+	if !ok {
+		return body
+	}
+	now := time.Now()
+	since := func(ns int64) float64 { return secs(int64(now.Sub(time.Unix(0, ns)))) }
+	body.Exists, body.Limit = true, ki.Limit
+	body.Totals = inspectTotals{Holders: len(ki.Holders), Waiters: len(ki.Queue)}
+	for _, h := range ki.Holders {
+		if len(body.Holders) >= limit {
+			break
+		}
+		ih := inspectHolder{Fence: h.Fence, HeldForS: since(h.Since), Enqueued: h.Pending}
+		if h.Session != (cluster.SessionID{}) {
+			ih.Session = h.Session.String()
+		}
+		if left, ok := rep.LeaseLeft(h.Token); ok {
+			ih.LeaseLeftS = secs(int64(left))
+		}
+		body.Holders = append(body.Holders, ih)
+	}
+	for _, p := range ki.Queue {
+		if len(body.Waiters) >= limit {
+			break
+		}
+		body.Waiters = append(body.Waiters, inspectWaiter{inspectConn: inspectConn{Session: p.Session.String()},
+			WaitingS: since(p.Since), Enqueued: p.TwoPhase})
+	}
+	body.Truncated = len(body.Holders) < body.Totals.Holders || len(body.Waiters) < body.Totals.Waiters
+	return body
+}

@@ -304,6 +304,12 @@ func TestReplicatedObservability(t *testing.T) {
 	if err := json.Unmarshal(raw["cluster"], &st); err != nil || st.Role != "leader" {
 		t.Fatalf("stats cluster = %s (%v)", raw["cluster"], err)
 	}
+	line := c.Do("inspect", "k", "")
+	var ib inspectBody
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "ok ")), &ib); err != nil || !ib.Exists ||
+		len(ib.Holders) != 1 || ib.Holders[0].Session == "" || ib.Holders[0].LeaseLeftS <= 0 {
+		t.Fatalf("inspect from the replicated state = %q (%v)", line, err)
+	}
 	leader.rep.Node().Raft().Shutdown()
 	eventually(t, "not ready once raft is down", func() bool { return leader.srv.Ready() != nil })
 }
