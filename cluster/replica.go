@@ -326,12 +326,17 @@ func (r *Replica) propose(ctx context.Context, c Command) (Result, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = max(time.Until(d), time.Millisecond)
 	}
+	select {
+	case <-r.stop:
+		return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, raft.ErrRaftShutdown)
+	default:
+	}
 	t0 := time.Now()
 	f := r.node.Raft().Apply(b, timeout)
-	err = f.Error()
+	err = r.await(ctx, f)
 	r.met.observe(time.Since(t0))
 	if err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 			return Result{}, fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
 		return Result{}, fmt.Errorf("cluster: replicate: %w", err)
@@ -354,6 +359,37 @@ func placeID() uint64 {
 		}
 		if p := binary.LittleEndian.Uint64(b[:]); p != 0 {
 			return p
+		}
+	}
+}
+
+// await waits for f. raft answers every future it takes, except one
+// left in its (buffered, with BatchApplyCh) apply channel when it shuts
+// down: so the wait also ends when ctx ends, when the replica closes, or
+// when raft is seen shut down. The goroutine that waits on such a
+// stranded future stays until the process exits.
+func (r *Replica) await(ctx context.Context, f raft.ApplyFuture) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: replicate: %w", ctx.Err())
+		case <-r.stop:
+			return raft.ErrRaftShutdown
+		case <-tick.C:
+			if r.node.Raft().State() == raft.Shutdown {
+				select {
+				case err := <-done:
+					return err
+				case <-time.After(time.Second):
+					return raft.ErrRaftShutdown
+				}
+			}
 		}
 	}
 }

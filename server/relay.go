@@ -5,6 +5,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/protocol"
 )
@@ -21,6 +23,26 @@ import (
 
 // relayDialTimeout bounds opening a relay to the leader.
 const relayDialTimeout = 5 * time.Second
+
+// leaderWait bounds how long a request that needs the leader waits for
+// one to be known (an election in progress) before it is refused.
+const leaderWait = 5 * time.Second
+
+// awaitLeader returns the leader's raft address once one is known, or ""
+// after leaderWait, when the server stops, or when this node leads (it
+// then serves the request itself).
+func (sess *session) awaitLeader(rep *cluster.Replica) raft.ServerAddress {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		if addr, _ := rep.Node().Raft().LeaderWithID(); addr != "" || rep.Leading() {
+			return addr
+		}
+		if time.Now().After(deadline) || sess.srv.base.Err() != nil {
+			return ""
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // ServeRelays serves the client connections other nodes relay to this
 // one, until the stream is closed. It returns nil then.
@@ -86,8 +108,8 @@ func needsLeader(req *protocol.Request) bool {
 // to (the request is then served here, and refused if it needs the
 // leader).
 func (sess *session) relayFrom(rep *cluster.Replica, req *protocol.Request) bool {
-	addr, _ := rep.Node().Raft().LeaderWithID()
-	if addr == "" {
+	addr := sess.awaitLeader(rep)
+	if addr == "" || rep.Leading() {
 		return false
 	}
 	info := cluster.RelayInfo{Remote: sess.remote, Transport: sess.transport, Identity: sess.identity(),

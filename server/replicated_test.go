@@ -310,6 +310,10 @@ func TestReplicatedObservability(t *testing.T) {
 		len(ib.Holders) != 1 || ib.Holders[0].Session == "" || ib.Holders[0].LeaseLeftS <= 0 {
 		t.Fatalf("inspect from the replicated state = %q (%v)", line, err)
 	}
+	c.Conn.Close()
+	// No session may be proposing when raft goes down under it (a
+	// proposal caught in raft's shutdown is never answered).
+	eventually(t, "the connection gone", func() bool { return leader.srv.Connections() == 0 })
 	leader.rep.Node().Raft().Shutdown()
 	eventually(t, "not ready once raft is down", func() bool { return leader.srv.Ready() != nil })
 }
