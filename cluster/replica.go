@@ -182,8 +182,8 @@ func (r *Replica) leadershipLoop() {
 // gainLeadership catches up (Barrier), arms every lease and session, and
 // starts serving. A leadership lost meanwhile aborts it.
 func (r *Replica) gainLeadership() {
-	if err := r.node.Raft().Barrier(30 * time.Second).Error(); err != nil {
-		return // not leader any more: a false notice follows
+	if err := r.await(context.Background(), r.node.Raft().Barrier(30*time.Second)); err != nil {
+		return // not leader any more (a false notice follows), or stopping
 	}
 	now := time.Now()
 	holders := r.st.Holders()
@@ -368,7 +368,7 @@ func placeID() uint64 {
 // down: so the wait also ends when ctx ends, when the replica closes, or
 // when raft is seen shut down. The goroutine that waits on such a
 // stranded future stays until the process exits.
-func (r *Replica) await(ctx context.Context, f raft.ApplyFuture) error {
+func (r *Replica) await(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -729,7 +729,7 @@ func (r *Replica) AddMember(id, addr string, voter bool) error {
 	} else {
 		f = rf.AddNonvoter(raft.ServerID(id), raft.ServerAddress(addr), 0, membershipTimeout)
 	}
-	if err := f.Error(); err != nil {
+	if err := r.await(context.Background(), f); err != nil {
 		return fmt.Errorf("cluster: add %s: %w", id, err)
 	}
 	return nil
@@ -753,7 +753,7 @@ func (r *Replica) RemoveMember(id string) error {
 	if !found {
 		return fmt.Errorf("cluster: %s is not a member", id)
 	}
-	if err := rf.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error(); err != nil {
+	if err := r.await(context.Background(), rf.RemoveServer(raft.ServerID(id), 0, membershipTimeout)); err != nil {
 		return fmt.Errorf("cluster: remove %s: %w", id, err)
 	}
 	return nil
@@ -785,7 +785,7 @@ func (r *Replica) TransferLeadership(id string) error {
 		}
 		f = rf.LeadershipTransferToServer(raft.ServerID(id), addr)
 	}
-	if err := f.Error(); err != nil {
+	if err := r.await(context.Background(), f); err != nil {
 		return fmt.Errorf("cluster: leadership transfer: %w", err)
 	}
 	return nil

@@ -310,7 +310,7 @@ func serve(ctx context.Context, c *ServeCmd, ts *tlsSetup, log *slog.Logger, sig
 	if rep != nil && rep.Leading() {
 		// Hand leadership over first, so that the cluster goes on
 		// serving while this node drains.
-		if err := rep.Node().Raft().LeadershipTransfer().Error(); err != nil {
+		if err := rep.TransferLeadership(""); err != nil {
 			log.Warn("cluster: leadership transfer failed", "err", err)
 		} else {
 			log.Info("cluster: leadership transferred")
