@@ -98,13 +98,18 @@ func listenStream(t testing.TB, cfg *tls.Config) *Stream {
 
 // accepted runs s's Accept loop until the stream closes and delivers
 // what it accepts; connections left unread are closed at the end.
-func accepted(t testing.TB, s *Stream) <-chan net.Conn {
-	ch := make(chan net.Conn, 16)
+func accepted(t testing.TB, s *Stream) <-chan net.Conn { return acceptLoop(t, s, s.Accept) }
+
+// acceptLoop calls accept until it fails (the stream closed), delivering
+// what it returns; the stream is closed when the test ends, and what was
+// never read is closed then.
+func acceptLoop[C io.Closer](t testing.TB, s *Stream, accept func() (C, error)) <-chan C {
+	ch := make(chan C, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			c, err := s.Accept()
+			c, err := accept()
 			if err != nil {
 				return
 			}
@@ -399,28 +404,7 @@ func waitLeader(t testing.TB, rs []*raft.Raft) *raft.Raft {
 }
 
 // relayed runs s's AcceptRelay loop until the stream closes.
-func relayed(t testing.TB, s *Stream) <-chan *RelayConn {
-	ch := make(chan *RelayConn, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			rc, err := s.AcceptRelay()
-			if err != nil {
-				return
-			}
-			ch <- rc
-		}
-	}()
-	t.Cleanup(func() {
-		s.Close()
-		<-done
-		for len(ch) > 0 {
-			(<-ch).Close()
-		}
-	})
-	return ch
-}
+func relayed(t testing.TB, s *Stream) <-chan *RelayConn { return acceptLoop(t, s, s.AcceptRelay) }
 
 // One port carries raft connections and relayed client connections; a
 // relay's header arrives intact and the client's bytes follow it, both
