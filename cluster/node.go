@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -93,6 +94,9 @@ type NodeConfig struct {
 	SegmentSize int
 	// Logger receives raft's logs (nil = discard).
 	Logger hclog.Logger
+	// Dial, when set, opens the TCP connections to other nodes (raft
+	// links and relays) in place of a plain dial; see StreamConfig.Dial.
+	Dial func(ctx context.Context, address string) (net.Conn, error)
 
 	// notify receives raft's leadership changes (a Replica's).
 	notify chan bool
@@ -160,7 +164,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		n.mem = raft.NewInmemStore()
 		logs, stable, snaps = n.mem, n.mem, raft.NewInmemSnapshotStore()
 	}
-	sc := StreamConfig{TLS: cfg.TLS}
+	sc := StreamConfig{TLS: cfg.TLS, Dial: cfg.Dial}
 	if cfg.Advertise != "" {
 		a, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 		if err != nil {

@@ -34,6 +34,10 @@ type StreamConfig struct {
 	// Advertise is the address other nodes dial to reach this one (nil
 	// = the listener's address).
 	Advertise net.Addr
+	// Dial, when set, opens the TCP connection to another node in place
+	// of a plain dial (the TLS handshake, if any, still runs over it).
+	// Tests route raft links through fault-injecting proxies with it.
+	Dial func(ctx context.Context, address string) (net.Conn, error)
 }
 
 // MutualTLS returns the TLS configuration of a cluster node: it presents
@@ -337,20 +341,26 @@ func (s *Stream) Addr() net.Addr {
 func (s *Stream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	d := net.Dialer{}
-	if s.cfg.TLS == nil {
-		c, err := d.DialContext(ctx, "tcp", string(address))
-		if err != nil {
-			return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, err)
+	dial := s.cfg.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, address string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", address)
 		}
-		return c, nil
 	}
-	td := tls.Dialer{NetDialer: &d, Config: s.cfg.TLS}
-	c, err := td.DialContext(ctx, "tcp", string(address))
+	c, err := dial(ctx, string(address))
 	if err != nil {
 		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, err)
 	}
-	return c, nil
+	if s.cfg.TLS == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, s.cfg.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("cluster: dial raft peer %s: %w", address, err)
+	}
+	return tc, nil
 }
 
 // IsLoopback reports whether addr ("host:port") names a loopback address
