@@ -183,6 +183,9 @@ func (c *Conn) Wait(ctx context.Context, kind core.Kind, key string, timeout tim
 	if c.sid == (SessionID{}) {
 		return core.Lease{}, core.ErrNotEnqueued
 	}
+	if !c.r.Leading() {
+		return core.Lease{}, ErrNotLeader // the state may be behind
+	}
 	p, h, ok := c.r.st.Record(c.sid, kind, key)
 	switch {
 	case !ok:
@@ -270,6 +273,10 @@ func (c *Conn) Name(ctx context.Context, ttl time.Duration) (SessionID, Secret, 
 // refusal of the session itself, and ErrSessionBusy when this connection
 // cannot take one.
 func (c *Conn) Resume(ctx context.Context, id SessionID, secret Secret) (held, queued int, err error) {
+	if !c.r.Leading() {
+		// Only the serving leader's state is known to be caught up.
+		return 0, 0, ErrNotLeader
+	}
 	if c.sid != (SessionID{}) {
 		if si, ok := c.r.st.Session(c.sid); c.named || !ok || si.Held+si.Queued > 0 {
 			return 0, 0, ErrSessionBusy
@@ -283,9 +290,6 @@ func (c *Conn) Resume(ctx context.Context, id SessionID, secret Secret) (held, q
 	match := subtle.ConstantTimeCompare(secret[:], want[:]) == 1
 	if !ok || !match || !si.Named || si.Identity != c.identity {
 		return 0, 0, core.ErrSession
-	}
-	if !c.r.Leading() {
-		return 0, 0, ErrNotLeader
 	}
 	if old := c.r.attach(id, c); old != nil && old != c && old.takeover != nil {
 		old.takeover()

@@ -253,3 +253,37 @@ func TestConnResumeTakesOver(t *testing.T) {
 		t.Fatal("bye left the session")
 	}
 }
+
+// A node that does not serve as leader answers resume and wait "not the
+// leader", never from its own state, which may be behind: a restarted
+// node applies its log only once a leader commits, and a session it does
+// not know yet must not be refused as unknown (the client would drop a
+// session that holds locks), nor a place it has not seen answered as
+// not enqueued.
+func TestConnNonLeaderRefusesResumeAndWait(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, _ := tr.leader()
+	a := leader.Connect("", nil)
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Lock(bg(), lk, "k", 1, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, acquired, err := a.Enqueue(bg(), lk, "e", 1, 30*time.Second); err != nil || !acquired {
+		t.Fatalf("enqueue = %v, %v", acquired, err)
+	}
+	for i := range tr.nodes {
+		tr.stop(i)
+	}
+	tr.start(0) // alone: no leader, nothing of the log applied yet
+	if _, _, err := tr.nodes[0].Connect("", nil).Resume(bg(), id, secret); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("resume on a lone restarted node = %v; want %v", err, ErrNotLeader)
+	}
+	b := tr.nodes[0].Connect("", nil)
+	b.sid, b.named = id, true // as after a resume on the leader that lost leadership since
+	if _, err := b.Wait(bg(), lk, "e", 0); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("wait on a lone restarted node = %v; want %v", err, ErrNotLeader)
+	}
+}
