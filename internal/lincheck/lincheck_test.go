@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/dflockd/dflockd/internal/faultproxy"
+	"github.com/dflockd/dflockd/internal/leakcheck"
 )
 
 var (
@@ -20,7 +19,7 @@ var (
 	seed = flag.Int64("lincheck.seed", 0, "seed of the random runs (0 = from the clock)")
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
 
 func longMode() bool {
 	if *long {
