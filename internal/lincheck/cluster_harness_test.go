@@ -471,7 +471,9 @@ func runFault(t *testing.T, h *clusterHarness, name string, rng *rand.Rand) {
 		return fs[rng.Intn(len(fs))]
 	}
 	t0 := time.Now()
-	defer func() { t.Logf("fault %s at %v took %v", name, t0.Sub(h.start).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("fault %s at %v took %v", name, t0.Sub(h.start).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	}()
 	switch name {
 	case "kill-leader":
 		l := leader()
