@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -61,9 +62,10 @@ type clusterHarness struct {
 	c     *testcluster.Cluster
 	start time.Time
 
-	mu    sync.Mutex
-	ops   []porcupine.Operation
-	ticks []time.Duration
+	mu      sync.Mutex
+	ops     []porcupine.Operation
+	ticks   []time.Duration
+	granted map[string]bool // every token a grant answered
 
 	nextID atomic.Int64 // connection and owner ids
 	st     clusterStats
@@ -73,6 +75,9 @@ func (h *clusterHarness) now() int64 { return int64(time.Since(h.start)) }
 
 func (h *clusterHarness) record(client int, in Input, out Output, call, ret int64) {
 	h.mu.Lock()
+	if out.Token != "" {
+		h.granted[out.Token] = true
+	}
 	h.ops = append(h.ops, porcupine.Operation{ClientId: client, Input: in, Call: call, Output: out, Return: ret})
 	h.mu.Unlock()
 	h.st.ops.Add(1)
@@ -150,6 +155,12 @@ type cclient struct {
 // request may have been proposed), makes the operation lost; ok is then
 // false and the connection is dropped.
 func (c *cclient) exec(in Input, cmd, key, arg string) (Output, bool) {
+	if c.closed() {
+		// The server closed the connection (a failover, a broken
+		// relay) while the client was idle: nothing was sent.
+		c.drop()
+		return Output{}, false
+	}
 	in.Owner, in.Conn = c.owner, c.connID
 	call := c.h.now()
 	c.lastCall = call
@@ -171,7 +182,7 @@ func (c *cclient) exec(in Input, cmd, key, arg string) (Output, bool) {
 		}
 	}
 	if err != nil {
-		if in.Op != OpSession && in.Op != OpResume {
+		if in.Op != OpSession && in.Op != OpResume && !c.bogus(in) {
 			// A lost session or resume changes nothing the model sees
 			// (the harness forgets a session whose naming was lost):
 			// leaving it out spares the checker an op that floats.
@@ -184,6 +195,31 @@ func (c *cclient) exec(in Input, cmd, key, arg string) (Output, bool) {
 	}
 	c.h.record(c.id, in, out, call, ret)
 	return out, true
+}
+
+// closed reports, without sending anything, whether the server has
+// closed the connection (an end of file is waiting to be read).
+func (c *cclient) closed() bool {
+	if c.rd.Buffered() > 0 {
+		return false
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.rd.Peek(1)
+	_ = c.conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// bogus reports whether in releases or renews a token no grant ever
+// had (the workload's made-up tokens): lost, it can have had no effect,
+// and leaving it out spares the checker an operation that floats.
+func (c *cclient) bogus(in Input) bool {
+	if in.Op != OpRelease && in.Op != OpRenew {
+		return false
+	}
+	c.h.mu.Lock()
+	defer c.h.mu.Unlock()
+	return !c.h.granted[in.Token]
 }
 
 // alive pings: false when the server closed the connection.
@@ -368,7 +404,7 @@ func runClusterRun(t *testing.T, cfg clusterConfig) {
 	t.Logf("seed %d, %d named + %d unnamed clients, faults %v", cfg.seed, cfg.named, cfg.unnamed, cfg.faults)
 	c := testcluster.Start(t, testcluster.Config{})
 	c.Leader(t)
-	h := &clusterHarness{t: t, seed: cfg.seed, c: c, start: time.Now()}
+	h := &clusterHarness{t: t, seed: cfg.seed, c: c, start: time.Now(), granted: map[string]bool{}}
 	h.tick()
 	master := rand.New(rand.NewSource(cfg.seed))
 	var stop atomic.Bool
