@@ -287,3 +287,48 @@ func TestConnNonLeaderRefusesResumeAndWait(t *testing.T) {
 		t.Fatalf("wait on a lone restarted node = %v; want %v", err, ErrNotLeader)
 	}
 }
+
+// A blocked l/sl of a named session whose connection a failover cut must
+// be kept as a two-phase place, as a dropped connection's is (and as
+// single-node mode keeps it): the resumed client collects it with w.
+// (It was kept as a single-phase place that nobody waited for: resume
+// counted it, w answered not enqueued, and once granted it held the key,
+// under a token nobody knew, until its lease ended.)
+func TestConnFailoverParksABlockedLock(t *testing.T) {
+
+	tr := newTestReplicas(t, 3, 500*time.Millisecond)
+	leader, li := tr.leader()
+	a := leader.Connect("", nil)
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := leader.Connect("", nil)
+	lb, err := b.Lock(bg(), lk, "k", 1, 30*time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := lockAsync(bg(), a, "k", 30*time.Second)
+	eventually(t, "a queued", func() bool { return queueLen(leader, "k") == 1 })
+	tr.stop(li)
+	if r := recvLock(t, ch); r.err == nil {
+		t.Fatalf("the blocked lock on the stopped leader answered %v", r.l)
+	}
+	next, _ := tr.leader()
+	a2 := next.Connect("", nil)
+	if held, queued, err := a2.Resume(bg(), id, secret); err != nil || held != 0 || queued != 1 {
+		t.Fatalf("resume = %d held, %d queued, %v; want 0, 1", held, queued, err)
+	}
+	// b's implicit session ends a grace after the failover, or its
+	// release frees the key.
+	if err := next.Connect("", nil).Release(bg(), lk, "k", lb.Token); err != nil {
+		t.Fatal(err)
+	}
+	l, err := a2.Wait(bg(), lk, "k", 10*time.Second)
+	if err != nil {
+		t.Fatalf("w after the failover = %v; want the parked place's grant", err)
+	}
+	if err := a2.Release(bg(), lk, "k", l.Token); err != nil {
+		t.Fatal(err)
+	}
+}
