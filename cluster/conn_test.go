@@ -332,3 +332,35 @@ func TestConnFailoverParksABlockedLock(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A resume that takes over a connection blocked in l/sl answers once that
+// request is kept as a two-phase place, so that the client's w finds it
+// at once. (The take-over closed the old connection and answered at
+// once, while the old request was parked a moment later: a w right after
+// the resume answered not enqueued.)
+func TestConnResumeTakeOverParksFirst(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, _ := tr.leader()
+	ctx, cancel := context.WithCancel(bg())
+	defer cancel()
+	a := leader.Connect("", cancel) // the take-over closes a: its request's context ends
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Connect("", nil).Lock(bg(), lk, "k", 1, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	ch := lockAsync(ctx, a, "k", 30*time.Second)
+	eventually(t, "a queued", func() bool { return queueLen(leader, "k") == 1 })
+	c := leader.Connect("", nil)
+	if held, queued, err := c.Resume(bg(), id, secret); err != nil || held != 0 || queued != 1 {
+		t.Fatalf("resume = %d held, %d queued, %v; want 0, 1", held, queued, err)
+	}
+	if _, err := c.Wait(bg(), lk, "k", 0); !errors.Is(err, core.ErrTimeout) {
+		t.Fatalf("w right after the take-over = %v; want %v (the place, still queued)", err, core.ErrTimeout)
+	}
+	if r := recvLock(t, ch); r.err == nil {
+		t.Fatalf("the taken-over lock answered %v", r.l)
+	}
+}
