@@ -33,7 +33,8 @@ import (
 //     its limit, and a lock's holder's fence never goes back;
 //   - nothing held is lost: a holder whose lease cannot have ended still
 //     holds after any failover (its resumed session counts it, its renew
-//     and its release succeed).
+//     and its release succeed), and an l/sl cut by a failover or a lost
+//     connection is kept as a place the resumed client collects with w.
 
 // failoverLease is the lease of every grant: several failovers long, so
 // that a holder keeps its lock through one; failoverMargin is how long
@@ -265,10 +266,12 @@ func (c *failoverClient) collect() error {
 	case "timeout":
 		return nil
 	case "error_not_enqueued":
-		// The place is not (yet) two-phase: a resume that took over a
-		// connection whose end the leader has not yet parked (see the
-		// report of issue 14). The session is ended below.
+		// Resume counted the place, yet w cannot collect it: it was not
+		// kept as a two-phase place (a failover left it single-phase, or
+		// the resume answered before the connection it took over had
+		// parked it). The session is ended below.
 		c.r.notParked.Add(1)
+		c.r.violate("client %d: %s %s after a resume that counted the place answered %q", c.id, cmd, k.name, line)
 		return nil
 	}
 	c.r.collected.Add(1)
