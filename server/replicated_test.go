@@ -317,3 +317,49 @@ func TestReplicatedObservability(t *testing.T) {
 	leader.rep.Node().Raft().Shutdown()
 	eventually(t, "not ready once raft is down", func() bool { return leader.srv.Ready() != nil })
 }
+
+// stats and the metrics count the named sessions of the replicated state
+// as the leader sees them, whichever node the client asks.
+func TestReplicatedSessionCounts(t *testing.T) {
+	nodes := newReplCluster(t)
+	leader := replLeader(t, nodes)
+	var follower *replNode
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	a := testutil.Dial(t, leader.addr)
+	f := a.Fields("session", "_", "30")
+	b := testutil.Dial(t, leader.addr)
+	b.Fields("session", "_", "30")
+	testutil.Dial(t, leader.addr).Token("l", "k", "0", "ok") // unnamed: not counted
+	counts := func(c *testutil.LineClient) (int, int) {
+		_, raw := wireStats(t, c)
+		var at, de int
+		if json.Unmarshal(raw["sessions"], &at) != nil || json.Unmarshal(raw["detached_sessions"], &de) != nil {
+			t.Fatalf("stats sessions: %s, %s", raw["sessions"], raw["detached_sessions"])
+		}
+		return at, de
+	}
+	probe := testutil.Dial(t, follower.addr) // relayed to the leader
+	if at, de := counts(probe); at != 2 || de != 0 {
+		t.Fatalf("stats sessions %d detached %d, want 2 and 0", at, de)
+	}
+	a.Conn.Close()
+	eventually(t, "one detached", func() bool { at, de := counts(probe); return at == 1 && de == 1 })
+	c := testutil.Dial(t, leader.addr)
+	if got := c.Do("resume", f[1], f[2]); got != "ok 0 0" {
+		t.Fatalf("resume = %q", got)
+	}
+	if at, de := counts(probe); at != 2 || de != 0 {
+		t.Fatalf("after resume: sessions %d detached %d, want 2 and 0", at, de)
+	}
+	reg := metricsRegistry(t, leader.srv)
+	if v := metricValue(t, reg, "dflockd_sessions", "state", "attached"); v != 2 {
+		t.Fatalf("dflockd_sessions{attached} = %v", v)
+	}
+	if v := metricValue(t, reg, "dflockd_sessions_resumed_total"); v != 1 {
+		t.Fatalf("dflockd_sessions_resumed_total = %v", v)
+	}
+}
