@@ -25,16 +25,6 @@ type replNode struct {
 	stop context.CancelFunc
 }
 
-func freeLoopback(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func (n *replNode) start(t testing.TB) {
 	n.startWith(t, Options{})
 }
@@ -91,7 +81,7 @@ func newReplClusterWith(t testing.TB, opts Options) []*replNode {
 	t.Helper()
 	var peers []cluster.Peer
 	for i := range 3 {
-		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: freeLoopback(t)})
+		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: testutil.FreeAddr(t)})
 	}
 	nodes := make([]*replNode, 3)
 	for i := range nodes {
@@ -122,6 +112,16 @@ func replLeader(t testing.TB, nodes []*replNode) *replNode {
 		return false
 	})
 	return got
+}
+
+// replFollower returns a node other than leader.
+func replFollower(nodes []*replNode, leader *replNode) *replNode {
+	for _, n := range nodes {
+		if n != leader {
+			return n
+		}
+	}
+	return nil
 }
 
 // The 1.x protocol against the leader of a replicated cluster: locks,
@@ -170,12 +170,7 @@ func TestReplicatedProtocol(t *testing.T) {
 func TestReplicatedRelayedSessionSurvivesLeaderDeath(t *testing.T) {
 	nodes := newReplCluster(t)
 	leader := replLeader(t, nodes)
-	var follower *replNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := replFollower(nodes, leader)
 	a := testutil.Dial(t, follower.addr)
 	sid, secret := nameSession(t, a, "", "15")
 	tok := expectGrant(t, a.Do("l", "k", "0 30"), "ok", "30")
@@ -250,13 +245,7 @@ func TestReplicatedClusterChanges(t *testing.T) {
 	leader := replLeader(t, nodes)
 	// Through a follower: authenticated there, the relay carries the
 	// token to the leader, which checks it again.
-	var follower *replNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
-	f := testutil.Dial(t, follower.addr)
+	f := testutil.Dial(t, replFollower(nodes, leader).addr)
 	f.Expect("auth", "_", "alice", "ok")
 	tok := expectGrant(t, f.Do("l", "k", "0"), "ok", "33")
 	ki, _ := leader.rep.State().Inspect(core.KindLock, "k")
@@ -323,12 +312,7 @@ func TestReplicatedObservability(t *testing.T) {
 func TestReplicatedSessionCounts(t *testing.T) {
 	nodes := newReplCluster(t)
 	leader := replLeader(t, nodes)
-	var follower *replNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := replFollower(nodes, leader)
 	a := testutil.Dial(t, leader.addr)
 	f := a.Fields("session", "_", "30")
 	b := testutil.Dial(t, leader.addr)

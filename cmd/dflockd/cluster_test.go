@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dflockd/dflockd/cluster"
+	"github.com/dflockd/dflockd/internal/testutil"
 )
 
 // A real three-process cluster on loopback (this test binary, re-run as
@@ -118,20 +119,10 @@ type procNode struct {
 	log                   *bytes.Buffer
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // newProcNode prepares a node with its own addresses and data dir; the
 // test stops it (SIGKILL) when it ends.
 func newProcNode(t *testing.T, id string) *procNode {
-	n := &procNode{t: t, id: id, raft: freeAddr(t), client: freeAddr(t), dir: filepath.Join(t.TempDir(), "data")}
+	n := &procNode{t: t, id: id, raft: testutil.FreeAddr(t), client: testutil.FreeAddr(t), dir: filepath.Join(t.TempDir(), "data")}
 	n.args = []string{"--node-id", n.id, "--data-dir", n.dir, "--raft-listen", n.raft, "--listen", "tcp://" + n.client,
 		"--raft-heartbeat", "300ms", "--shutdown-timeout", "5"}
 	t.Cleanup(func() { n.stop(syscall.SIGKILL) })
