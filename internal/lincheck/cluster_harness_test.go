@@ -46,9 +46,9 @@ var clusterKeys = []keySpec{
 // that none expires (the model never expires them).
 const namedSessionTTL = 120
 
-// lostReturn is the return time of an operation whose answer was lost:
-// unbounded, since a proposal in flight when its leader died may be
-// committed by the next.
+// lostReturn is the return time of an operation whose answer was lost
+// and that was never seen settled: unbounded, since a proposal in flight
+// when its leader died may be committed by the next.
 const lostReturn = math.MaxInt64
 
 // clusterStats counts what a cluster run did.

@@ -34,9 +34,11 @@ package lincheck
 // model: the harness gives them a TTL far beyond a run.
 //
 // An operation whose answer was lost (StatusLost) may have taken any of
-// its effects, or none; the harness records it with an unbounded return
-// time, since a proposal in flight when a leader dies may be committed by
-// its successor.
+// its effects, or none. A proposal in flight when a leader dies may be
+// committed by its successor, so the harness ends such an operation (and
+// an unnamed connection's end) only where it saw that it can no longer
+// take effect (see settled and implicitGone in cluster_harness_test.go),
+// or never.
 
 import (
 	"cmp"
