@@ -303,7 +303,10 @@ func (h *clusterHarness) servingLeader() (*testcluster.Node, uint64) {
 // the connection (as a client of its own or relayed): if that leader
 // served it, the request was done or refused, in this leader's term; if
 // another did, this leader's term is later and began with a barrier, so
-// the entry is committed, or never will be.
+// the entry is committed, or never will be. (It assumes the leader has
+// admitted, by the time the client sees its connection end, a relay
+// whose request bytes reached it: its accept loop does that at once,
+// and a relaying node closes its clients only as it stops.)
 func (h *clusterHarness) settled(remote string) int64 {
 	deadline := time.Now().Add(noticeLimit)
 	for time.Now().Before(deadline) {
