@@ -136,7 +136,10 @@ func (c *Conn) Lock(ctx context.Context, kind core.Kind, key string, limit int, 
 		return leaseOf(key, res), nil
 	}
 	place, ch := c.r.NewPlace()
-	res, err := c.r.Propose(ctx, &Acquire{Session: sid, Kind: kind, Key: key, Limit: limit, TTL: ttl, Mode: Queue, Place: place})
+	// The proposal's result is awaited even if the connection ends
+	// meanwhile: a place committed without it would be waited for by
+	// nobody (await then parks or cancels it).
+	res, err := c.r.Propose(context.WithoutCancel(ctx), &Acquire{Session: sid, Kind: kind, Key: key, Limit: limit, TTL: ttl, Mode: Queue, Place: place})
 	if err != nil || res.Status != Queued {
 		c.r.Forget(place)
 		if err != nil {
