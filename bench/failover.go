@@ -193,6 +193,7 @@ func RunFailover(ctx context.Context, fc FailoverConfig) (*FailoverResult, error
 			if err := c.Restart(ctx, l); err != nil {
 				return err
 			}
+			logf("bench: failover: %s restarted, pid %d on %s", ev.Node, c.PID(l), c.Endpoint(l).Addr)
 			if !sleepCtx(ctx, fc.Spacing) {
 				return context.Cause(ctx)
 			}
@@ -623,7 +624,6 @@ func (w *failoverWorker) connectOnce(ctx context.Context) (held, queued int, err
 		w.sid, w.secret = string(f[1]), string(f[2])
 		return 0, 0, nil
 	}
-	w.reconnects++
 	line, err := w.roundTrip(protocol.CmdResume, w.sid, w.secret)
 	if err != nil {
 		return 0, 0, err
@@ -636,6 +636,7 @@ func (w *failoverWorker) connectOnce(ctx context.Context) (held, queued int, err
 		if err1 != nil || err2 != nil {
 			return 0, 0, fmt.Errorf("%w: resume answered %q", errUnexpected, line)
 		}
+		w.reconnects++
 		return held, queued, nil
 	case string(line) == "error_session":
 		return 0, 0, fmt.Errorf("%w: session %s was lost (resume answered error_session)", ErrFailoverCheck, w.sid)

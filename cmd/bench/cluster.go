@@ -102,6 +102,7 @@ func (c *RunCmd) runCluster(ctx context.Context, cfg bench.Config, stdout, stder
 			return err
 		}
 		defer mem.Close()
+		logf("bench: in-memory node pid %d on %s", mem.PID(0), mem.Endpoint(0).Addr)
 	}
 	workers := c.ClusterWorkers
 	if len(workers) == 0 {
