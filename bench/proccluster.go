@@ -133,6 +133,7 @@ func (c *ProcCluster) start(ctx context.Context, i int) error {
 	}
 	args = append(args, c.cfg.Args...)
 	cmd := exec.Command(c.cfg.Bin, args...)
+	cmd.SysProcAttr = procAttr()
 	// The bench's own DFLOCKD_* settings (an auth token, say) are not the
 	// nodes' business: they get the flags above only.
 	for _, kv := range os.Environ() {

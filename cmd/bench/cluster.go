@@ -20,6 +20,7 @@ type clusterFlags struct {
 	ServerBin        string        `name:"server-bin" placeholder:"PATH" help:"dflockd binary for --cluster (default: go build of this module into a temporary dir)."`
 	ClusterWorkers   []int         `name:"cluster-workers" sep:"," placeholder:"N,..." help:"Worker counts of --cluster (default: --workers)."`
 	ClusterHeartbeat time.Duration `name:"cluster-heartbeat" placeholder:"DURATION" help:"--raft-heartbeat of the cluster's nodes (default: the server's, 500ms)."`
+	ClusterMinOps    int           `name:"cluster-min-ops" placeholder:"N" help:"With --cluster: raise --rounds of a cell so that its workers do at least N operations together (few workers get more rounds)."`
 	ClusterMemory    bool          `name:"cluster-memory" help:"With --cluster, also measure one in-memory dflockd process (no --data-dir) with the same cells."`
 	Failover         int           `name:"failover" placeholder:"N" help:"With --cluster: instead of the leader/follower cells, run --workers workers per mode on named sessions while killing the leader N times (SIGKILL), and report the gaps and the checks that no result was lost or duplicated."`
 	FailoverSpacing  time.Duration `name:"failover-spacing" default:"2s" placeholder:"DURATION" help:"Steady running before the first kill, after each restart and after the last."`
@@ -40,10 +41,10 @@ type ClusterRow struct {
 // validate checks the cluster flags against the rest.
 func (c *RunCmd) validateCluster() error {
 	switch {
-	case c.Cluster < 0 || c.Failover < 0:
-		return usagef("--cluster and --failover must be >= 0")
-	case c.Cluster == 0 && (c.Failover > 0 || c.ClusterMemory || len(c.ClusterWorkers) > 0):
-		return usagef("--failover, --cluster-memory and --cluster-workers need --cluster")
+	case c.Cluster < 0 || c.Failover < 0 || c.ClusterMinOps < 0:
+		return usagef("--cluster, --cluster-min-ops and --failover must be >= 0")
+	case c.Cluster == 0 && (c.Failover > 0 || c.ClusterMemory || len(c.ClusterWorkers) > 0 || c.ClusterMinOps > 0):
+		return usagef("--failover, --cluster-memory, --cluster-min-ops and --cluster-workers need --cluster")
 	case c.Cluster > 0 && (c.Matrix || c.Local || c.Baseline != ""):
 		return usagef("--cluster runs its own servers: not with --matrix, --local or --baseline")
 	case c.Cluster > 0 && c.Transport != "" && c.Transport != "tcp":
@@ -121,6 +122,7 @@ func (c *RunCmd) runCluster(ctx context.Context, cfg bench.Config, stdout, stder
 			cell := func(ep transport.Endpoint, tag string) (*bench.Result, error) {
 				cc := cfg
 				cc.Mode, cc.Workers = bench.Mode(m), w
+				cc.Rounds = max(cc.Rounds, (c.ClusterMinOps+w-1)/w)
 				cc.Key = fmt.Sprintf("%s_%s%d_%s", cfg.Key, m, w, tag)
 				cc.Servers = []transport.Endpoint{ep}
 				var rs []*bench.Result
@@ -150,12 +152,15 @@ func (c *RunCmd) runCluster(ctx context.Context, cfg bench.Config, stdout, stder
 			rows = append(rows, row)
 		}
 	}
-	if c.JSON {
-		return bench.WriteJSON(stdout, rows)
-	}
 	var b strings.Builder
 	writeClusterTables(&b, cl.Size(), rows, c.Repeat)
-	fmt.Fprint(stdout, b.String())
+	if c.JSON {
+		if err := bench.WriteJSON(stdout, rows); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(stdout, b.String())
+	}
 	if c.Plot != "" {
 		files, err := clusterCharts(c.Plot, c.PlotFormat, rows)
 		if err != nil {
@@ -198,8 +203,8 @@ func writeClusterTables(b *strings.Builder, nodes int, rows []ClusterRow, repeat
 		}
 		withMem := rows[i].Memory != nil
 		fmt.Fprintf(b, "### %d-node cluster — %s (ops/s and ms; %d runs per cell)\n\n", nodes, rows[i].Mode, repeats)
-		b.WriteString("| Workers | Leader ops/s | p50 | p99 | Follower ops/s | p50 | p99 | Follower ÷ leader |")
-		sep := "|---:|---:|---:|---:|---:|---:|---:|---:|"
+		b.WriteString("| Workers | Ops | Leader ops/s | p50 | p99 | Follower ops/s | p50 | p99 | Follower ÷ leader |")
+		sep := "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 		if withMem {
 			b.WriteString(" In-memory ops/s | p50 | p99 | Leader ÷ in-memory |")
 			sep += "---:|---:|---:|---:|"
@@ -207,7 +212,7 @@ func writeClusterTables(b *strings.Builder, nodes int, rows []ClusterRow, repeat
 		b.WriteString(" Load |\n" + sep + "---:|\n")
 		for _, r := range rows[i:j] {
 			l, f := r.Leader, r.Follower
-			fmt.Fprintf(b, "| %d | %.0f | %.3f | %.3f | %.0f | %.3f | %.3f | %.2f |", r.Workers,
+			fmt.Fprintf(b, "| %d | %d | %.0f | %.3f | %.3f | %.0f | %.3f | %.3f | %.2f |", r.Workers, l.Ops,
 				l.Throughput, msF(l.Latency.P50), msF(l.Latency.P99), f.Throughput, msF(f.Latency.P50), msF(f.Latency.P99),
 				ratio(f.Throughput, l.Throughput))
 			if m := r.Memory; m != nil {
@@ -296,9 +301,12 @@ func (c *RunCmd) runFailover(ctx context.Context, cfg bench.Config, cl *bench.Pr
 		}
 	}
 	if c.JSON {
-		return bench.WriteJSON(stdout, results)
+		if err := bench.WriteJSON(stdout, results); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprint(stdout, b.String())
 	}
-	fmt.Fprint(stdout, b.String())
 	return c.writeReport(b.String())
 }
 

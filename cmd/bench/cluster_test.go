@@ -71,7 +71,7 @@ func TestClusterBench(t *testing.T) {
 			t.Fatalf("exit %d; stderr:\n%s", code, errOut)
 		}
 		for _, want := range []string{"### 3-node cluster — lock", "### 3-node cluster — handoff",
-			"| Workers | Leader ops/s | p50 | p99 | Follower ops/s |", "In-memory ops/s", "| 2 | "} {
+			"| Workers | Ops | Leader ops/s | p50 | p99 | Follower ops/s |", "In-memory ops/s", "| 2 | "} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
