@@ -271,6 +271,9 @@ func (c *ProcCluster) Leader(ctx context.Context, except int) (int, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	var last error
 	for {
+		if err := c.crashed(); err != nil {
+			return -1, err
+		}
 		for i := range c.nodes {
 			if i == except || !c.Alive(i) {
 				continue
@@ -293,6 +296,24 @@ func (c *ProcCluster) Leader(ctx context.Context, except int) (int, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// crashed returns an error naming a node whose process exited without
+// being stopped (it failed at start, say), with its output.
+func (c *ProcCluster) crashed() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.cmd == nil {
+			continue
+		}
+		select {
+		case <-n.exited:
+			return fmt.Errorf("bench: cluster: %s (pid %d) exited by itself; its output (tail):\n%s", n.id, n.cmd.Process.Pid, n.log.String())
+		default:
+		}
+	}
+	return nil
 }
 
 // logs renders the tail of every node's output, for an error message.
