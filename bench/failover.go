@@ -639,7 +639,7 @@ func (w *failoverWorker) connectOnce(ctx context.Context) (held, queued int, err
 		w.reconnects++
 		return held, queued, nil
 	case string(line) == "error_session":
-		return 0, 0, fmt.Errorf("%w: session %s was lost (resume answered error_session)", ErrFailoverCheck, w.sid)
+		return 0, 0, fmt.Errorf("%w: session %s was lost (resume on %s answered error_session)", ErrFailoverCheck, w.sid, ep)
 	}
 	return 0, 0, fmt.Errorf("%w: resume answered %q", errDropped, line)
 }
