@@ -287,6 +287,10 @@ func (c *RunCmd) runFailover(ctx context.Context, cfg bench.Config, cl *bench.Pr
 		res, err := bench.RunFailover(ctx, bench.FailoverConfig{Base: fc, Cluster: cl, Kills: c.Failover,
 			Spacing: c.FailoverSpacing, Log: logf})
 		if err != nil {
+			// What finished before is still worth reading.
+			if !c.JSON {
+				fmt.Fprint(stdout, b.String())
+			}
 			return fmt.Errorf("failover %s: %w", m, err)
 		}
 		results = append(results, res)
