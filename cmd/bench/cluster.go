@@ -49,7 +49,7 @@ func (c *RunCmd) validateCluster() error {
 		return usagef("--cluster runs its own servers: not with --matrix, --local or --baseline")
 	case c.Cluster > 0 && c.Transport != "" && c.Transport != "tcp":
 		return usagef("--cluster serves tcp only")
-	case c.FailoverSpacing <= 0:
+	case c.Failover > 0 && c.FailoverSpacing <= 0:
 		return usagef("--failover-spacing must be > 0")
 	}
 	for _, w := range c.ClusterWorkers {

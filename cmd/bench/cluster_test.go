@@ -113,3 +113,21 @@ func checkGone(t *testing.T, stderr string, want int) {
 		}
 	}
 }
+
+// The cluster flags are refused where they make no sense (exit 2).
+func TestClusterFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--failover", "2"},
+		{"--cluster-memory"},
+		{"--cluster", "3", "--matrix"},
+		{"--cluster", "3", "--local"},
+		{"--cluster", "3", "--transport", "unix"},
+		{"--cluster", "3", "--failover", "1", "--failover-spacing", "0s"},
+		{"--cluster", "3", "--cluster-workers", "0"},
+	} {
+		code, _, errOut := runBench(t, args...)
+		if code != 2 || !strings.Contains(errOut, "bench: ") {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
