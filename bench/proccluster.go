@@ -28,6 +28,10 @@ type ProcClusterConfig struct {
 	Heartbeat time.Duration
 	// Args are extra arguments given to every node.
 	Args []string
+	// AuthToken, when set, is every node's shared secret (given in its
+	// environment, not on its command line) and is sent by the bench's own
+	// `cluster` requests.
+	AuthToken string
 	// Memory starts in-memory servers instead (no --data-dir, no raft):
 	// independent single nodes, for comparison.
 	Memory bool
@@ -141,6 +145,9 @@ func (c *ProcCluster) start(ctx context.Context, i int) error {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	if c.cfg.AuthToken != "" {
+		cmd.Env = append(cmd.Env, "DFLOCKD_AUTH_TOKEN="+c.cfg.AuthToken)
+	}
 	log := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -247,10 +254,19 @@ func (c *ProcCluster) status(ctx context.Context, i int) (nodeStatus, error) {
 	}
 	defer nc.Close()
 	_ = nc.SetDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(nc)
+	if tok := c.cfg.AuthToken; tok != "" {
+		if _, err := fmt.Fprintf(nc, "auth\n_\n%s\n", tok); err != nil {
+			return st, err
+		}
+		if line, err := r.ReadString('\n'); err != nil || strings.TrimSpace(line) != "ok" {
+			return st, fmt.Errorf("auth answered %q: %v", strings.TrimSpace(line), err)
+		}
+	}
 	if _, err := nc.Write([]byte("cluster\n_\n\n")); err != nil {
 		return st, err
 	}
-	line, err := bufio.NewReader(nc).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return st, err
 	}

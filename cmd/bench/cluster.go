@@ -16,7 +16,7 @@ import (
 // clusterFlags are the flags of a run against a local cluster of dflockd
 // processes (embedded in RunCmd).
 type clusterFlags struct {
-	Cluster          int           `name:"cluster" placeholder:"N" help:"Start a local cluster of N dflockd processes (replicated mode, temporary fsync'd data dirs, loopback) and measure the modes through its leader and through a follower."`
+	Cluster          int           `name:"cluster" placeholder:"N" help:"Start a local cluster of N dflockd processes (replicated mode, temporary fsync'd data dirs, loopback; with --auth-token, the nodes require it) and measure the modes through its leader and through a follower."`
 	ServerBin        string        `name:"server-bin" placeholder:"PATH" help:"dflockd binary for --cluster (default: go build of this module into a temporary dir)."`
 	ClusterWorkers   []int         `name:"cluster-workers" sep:"," placeholder:"N,..." help:"Worker counts of --cluster (default: --workers)."`
 	ClusterHeartbeat time.Duration `name:"cluster-heartbeat" placeholder:"DURATION" help:"--raft-heartbeat of the cluster's nodes (default: the server's, 500ms)."`
@@ -76,7 +76,7 @@ func (c *RunCmd) runCluster(ctx context.Context, cfg bench.Config, stdout, stder
 		}
 	}
 	pc := bench.ProcClusterConfig{Bin: bin, Nodes: c.Cluster, Heartbeat: c.ClusterHeartbeat,
-		Args: []string{"--shutdown-timeout", "2"}}
+		Args: []string{"--shutdown-timeout", "2"}, AuthToken: cfg.AuthToken}
 	cl, err := bench.StartProcCluster(ctx, pc)
 	if err != nil {
 		return err
@@ -99,7 +99,7 @@ func (c *RunCmd) runCluster(ctx context.Context, cfg bench.Config, stdout, stder
 	if c.ClusterMemory {
 		// One in-memory node: the same binary without --data-dir.
 		if mem, err = bench.StartProcCluster(ctx, bench.ProcClusterConfig{Bin: bin, Nodes: 1, Memory: true,
-			Args: []string{"--shutdown-timeout", "2"}}); err != nil {
+			Args: []string{"--shutdown-timeout", "2"}, AuthToken: cfg.AuthToken}); err != nil {
 			return err
 		}
 		defer mem.Close()
@@ -162,7 +162,7 @@ func (c *RunCmd) runCluster(ctx context.Context, cfg bench.Config, stdout, stder
 		fmt.Fprint(stdout, b.String())
 	}
 	if c.Plot != "" {
-		files, err := clusterCharts(c.Plot, c.PlotFormat, rows)
+		files, err := clusterCharts(c.Plot, c.PlotFormat, cl.Size(), rows)
 		if err != nil {
 			return err
 		}
@@ -235,7 +235,7 @@ func ratio(a, b float64) float64 {
 // clusterCharts draws, per mode, throughput against workers (leader,
 // follower, in-memory) and the latency curves of the leader beside the
 // in-memory node.
-func clusterCharts(dir, ext string, rows []ClusterRow) ([]string, error) {
+func clusterCharts(dir, ext string, nodes int, rows []ClusterRow) ([]string, error) {
 	var files []string
 	for i := 0; i < len(rows); {
 		j := i
@@ -261,7 +261,7 @@ func clusterCharts(dir, ext string, rows []ClusterRow) ([]string, error) {
 			series = append(series, mem)
 		}
 		f := filepath.Join(dir, fmt.Sprintf("cluster-throughput-%s.%s", mode, ext))
-		if err := bench.PlotThroughput(f, fmt.Sprintf("3-node cluster, %s: throughput against workers", mode), series); err != nil {
+		if err := bench.PlotThroughput(f, fmt.Sprintf("%d-node cluster, %s: throughput against workers", nodes, mode), series); err != nil {
 			return files, err
 		}
 		files = append(files, f)

@@ -66,7 +66,7 @@ func TestClusterBench(t *testing.T) {
 	t.Run("cells", func(t *testing.T) {
 		code, out, errOut := runBench(t, "--cluster", "3", "--server-bin", bin, "--mode", "lock,handoff",
 			"--cluster-workers", "1,2", "--rounds", "10", "--warmup", "1", "--repeat", "1", "--cluster-memory",
-			"--plot", plots)
+			"--auth-token", "bench-secret", "--plot", plots)
 		if code != 0 {
 			t.Fatalf("exit %d; stderr:\n%s", code, errOut)
 		}
