@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dflockd/dflockd/core"
@@ -398,6 +399,7 @@ type failoverWorker struct {
 	acqArg string
 
 	c           *conn
+	cur         atomic.Pointer[conn] // c, for the cancellation to close
 	sid, secret string
 	state       int
 	token       []byte
@@ -408,6 +410,7 @@ type failoverWorker struct {
 
 	fences     []uint64
 	ops        []opRecord
+	nops       atomic.Int64 // len(ops), for a watcher
 	rec        *recorder
 	orphans    int64
 	reconnects int64
@@ -444,8 +447,8 @@ func (w *failoverWorker) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 	}()
 	stopAfter := context.AfterFunc(ctx, func() {
-		if c := w.c; c != nil {
-			c.close()
+		if c := w.cur.Load(); c != nil {
+			c.close() // ends a blocked read; the worker then sees ctx
 		}
 	})
 	defer stopAfter()
@@ -484,6 +487,7 @@ func (w *failoverWorker) run(ctx context.Context, stop <-chan struct{}) error {
 }
 
 func (w *failoverWorker) drop() {
+	w.cur.Store(nil)
 	if w.c != nil {
 		w.c.close()
 		w.c = nil
@@ -571,6 +575,7 @@ func (w *failoverWorker) completed() {
 	now := time.Now()
 	w.rec.record(now.Sub(w.opStart))
 	w.ops = append(w.ops, opRecord{sent: w.sent.Sub(w.t0), granted: w.granted.Sub(w.t0), done: now})
+	w.nops.Add(1)
 	w.opStart = time.Time{}
 	w.state = stIdle
 }
@@ -611,6 +616,10 @@ func (w *failoverWorker) connectOnce(ctx context.Context) (held, queued int, err
 		return 0, 0, fmt.Errorf("%w: %w", errDropped, err)
 	}
 	w.c = c
+	w.cur.Store(c)
+	if ctx.Err() != nil {
+		return 0, 0, context.Cause(ctx) // cancelled while dialling
+	}
 	if w.sid == "" {
 		line, err := w.roundTrip(protocol.CmdSession, "_", wholeSeconds(w.ttl))
 		if err != nil {

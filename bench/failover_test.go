@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -76,5 +77,44 @@ func TestFailoverReconcile(t *testing.T) {
 	w.state = stAcquiring
 	if err := w.reconcile(0, 0); err != nil || w.state != stIdle {
 		t.Fatalf("acquire not applied: err %v, state %d", err, w.state)
+	}
+}
+
+// A failover worker against a single in-memory node: it names a session,
+// does operations, and a cancelled run ends it at once, its connection
+// closed under it.
+func TestFailoverWorkerCancel(t *testing.T) {
+	l := local(t, "tcp", KindDflockd)
+	cfg := Config{Mode: ModeLock, Workers: 1, Rounds: 1, Timeout: 5 * time.Second, Servers: []transport.Endpoint{l.Endpoint},
+		Transport: l.Client}.withDefaults()
+	w := newFailoverWorker(0, &cfg, cfg.Servers, &sharedState{}, 10*time.Second, time.Now())
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, stop) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.nops.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not do three operations")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	errStop := errors.New("stop")
+	cancel(errStop)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errStop) {
+			t.Fatalf("run = %v, want the cancellation cause", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cancelled worker did not return")
+	}
+	if len(w.ops) == 0 || w.sid == "" {
+		t.Fatalf("ops %d, session %q: the worker did nothing", len(w.ops), w.sid)
+	}
+	for i := 1; i < len(w.fences); i++ {
+		if w.fences[i] <= w.fences[i-1] {
+			t.Fatalf("fences %v do not rise", w.fences)
+		}
 	}
 }
