@@ -135,8 +135,15 @@ func (c *Conn) Lock(ctx context.Context, kind core.Kind, key string, limit int, 
 		}
 		return leaseOf(key, res), nil
 	}
+	// From here until it ends the request is one a take-over waits for
+	// (Resume): its place is proposed, then parked if the connection
+	// ends.
+	defer close(c.block())
 	place, ch := c.r.NewPlace()
-	res, err := c.r.Propose(ctx, &Acquire{Session: sid, Kind: kind, Key: key, Limit: limit, TTL: ttl, Mode: Queue, Place: place})
+	// The proposal's result is awaited even if the connection ends
+	// meanwhile: a place committed without it would be waited for by
+	// nobody (await then parks or cancels it).
+	res, err := c.r.Propose(context.WithoutCancel(ctx), &Acquire{Session: sid, Kind: kind, Key: key, Limit: limit, TTL: ttl, Mode: Queue, Place: place})
 	if err != nil || res.Status != Queued {
 		c.r.Forget(place)
 		if err != nil {
@@ -147,7 +154,6 @@ func (c *Conn) Lock(ctx context.Context, kind core.Kind, key string, limit int, 
 		}
 		return leaseOf(key, res), nil
 	}
-	defer close(c.block())
 	return c.await(ctx, kind, key, place, ch, timeout, false)
 }
 
@@ -219,6 +225,7 @@ func (c *Conn) Wait(ctx context.Context, kind core.Kind, key string, timeout tim
 	if !c.r.Leading() {
 		return core.Lease{}, ErrNotLeader // the state may be behind
 	}
+	defer close(c.block()) // a take-over waits for it (Resume)
 	p, h, ok := c.r.st.Record(c.sid, kind, key)
 	switch {
 	case !ok:
@@ -243,7 +250,6 @@ func (c *Conn) Wait(ctx context.Context, kind core.Kind, key string, timeout tim
 		}
 		return core.Lease{}, core.ErrTimeout
 	}
-	defer close(c.block())
 	return c.await(ctx, kind, key, p.Place, ch, timeout, true)
 }
 

@@ -364,3 +364,36 @@ func TestConnResumeTakeOverParksFirst(t *testing.T) {
 		t.Fatalf("the taken-over lock answered %v", r.l)
 	}
 }
+
+// A blocking l/sl whose connection ends while its queue place is being
+// proposed still resolves the place: a named session keeps it as a
+// two-phase place that w collects. (The proposal's wait ended with the
+// connection and the place, committed anyway, stayed single-phase,
+// waited for by nobody.)
+func TestConnLockCutWhileProposedIsParked(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, _ := tr.leader()
+	a := leader.Connect("", nil)
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Connect("", nil).Lock(bg(), lk, "k", 1, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(bg())
+	cancel() // the connection is gone by the time the place is proposed
+	if _, err := a.Lock(gone, lk, "k", 1, 30*time.Second, 30*time.Second); err == nil {
+		t.Fatal("a lock on a gone connection answered")
+	}
+	a.Close(bg())
+	// The proposal was handed to raft before its wait ended.
+	eventually(t, "the place committed", func() bool { return queueLen(leader, "k") == 1 })
+	c := leader.Connect("", nil)
+	if held, queued, err := c.Resume(bg(), id, secret); err != nil || held != 0 || queued != 1 {
+		t.Fatalf("resume = %d held, %d queued, %v; want 0, 1", held, queued, err)
+	}
+	if _, err := c.Wait(bg(), lk, "k", 0); !errors.Is(err, core.ErrTimeout) {
+		t.Fatalf("w after the resume = %v; want %v (the place, kept two-phase)", err, core.ErrTimeout)
+	}
+}
