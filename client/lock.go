@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,10 +74,19 @@ type Lock struct {
 	// default). Each renewal asks for it again.
 	LeaseTTL int
 	// Servers lists the servers the keys are sharded over (empty =
-	// DefaultServer, "127.0.0.1:6388"). Entries are addresses as for Dial:
-	// "host:port" or endpoint URLs such as "tls://host:port" and
-	// "unix:///run/dflockd.sock".
+	// DefaultServer, "127.0.0.1:6388", unless Cluster is set). Entries
+	// are addresses as for Dial: "host:port" or endpoint URLs such as
+	// "tls://host:port" and "unix:///run/dflockd.sock". An entry that
+	// lists several addresses separated by commas is one replicated
+	// cluster, its members: to shard keys over three clusters, give
+	// three such entries (see "Clusters" in the package documentation).
 	Servers []string
+	// Cluster lists the members of one replicated cluster that holds
+	// every key: the client finds its leader and follows it through
+	// failovers (see "Clusters" in the package documentation). It is
+	// the same as Servers with one entry listing the members separated
+	// by commas; set one or the other, not both.
+	Cluster []string
 	// ShardFunc picks the server for Key (nil = CRC32Shard).
 	ShardFunc ShardFunc
 	// RenewRatio is the fraction of the lease after which it is renewed
@@ -133,12 +143,14 @@ type Semaphore struct {
 	// Limit is the number of slots; it must be at least 1, and every user
 	// of Key must pass the same limit (else ErrLimitMismatch).
 	Limit int
-	// AcquireTimeout, LeaseTTL, Servers, ShardFunc, RenewRatio,
-	// RenewJitter, TLSConfig, AuthToken, Name, Transport, DialTimeout,
-	// OnRenewError, NoSession and SessionTTL are as for Lock.
+	// AcquireTimeout, LeaseTTL, Servers, Cluster, ShardFunc,
+	// RenewRatio, RenewJitter, TLSConfig, AuthToken, Name, Transport,
+	// DialTimeout, OnRenewError, NoSession and SessionTTL are as for
+	// Lock.
 	AcquireTimeout time.Duration
 	LeaseTTL       int
 	Servers        []string
+	Cluster        []string
 	ShardFunc      ShardFunc
 	RenewRatio     float64
 	RenewJitter    float64
@@ -242,7 +254,11 @@ func (l *Lock) Token() string { return l.h.currentToken() }
 func (l *Lock) Lost() <-chan struct{} { return l.h.lostChan() }
 
 func (l *Lock) config() (resourceConfig, error) {
-	return newResourceConfig(false, l.Key, 1, l.AcquireTimeout, l.LeaseTTL, l.Servers, l.ShardFunc,
+	servers, err := shards(l.Servers, l.Cluster)
+	if err != nil {
+		return resourceConfig{}, err
+	}
+	return newResourceConfig(false, l.Key, 1, l.AcquireTimeout, l.LeaseTTL, servers, l.ShardFunc,
 		l.RenewRatio, l.RenewJitter, Options{TLS: l.TLSConfig, AuthToken: l.AuthToken, Name: l.Name, Transport: l.Transport, DialTimeout: l.DialTimeout},
 		l.OnRenewError, !l.NoSession, l.SessionTTL)
 }
@@ -286,9 +302,30 @@ func (s *Semaphore) config() (resourceConfig, error) {
 	if err := checkLimit(s.Limit); err != nil {
 		return resourceConfig{}, err
 	}
-	return newResourceConfig(true, s.Key, s.Limit, s.AcquireTimeout, s.LeaseTTL, s.Servers, s.ShardFunc,
+	servers, err := shards(s.Servers, s.Cluster)
+	if err != nil {
+		return resourceConfig{}, err
+	}
+	return newResourceConfig(true, s.Key, s.Limit, s.AcquireTimeout, s.LeaseTTL, servers, s.ShardFunc,
 		s.RenewRatio, s.RenewJitter, Options{TLS: s.TLSConfig, AuthToken: s.AuthToken, Name: s.Name, Transport: s.Transport, DialTimeout: s.DialTimeout},
 		s.OnRenewError, !s.NoSession, s.SessionTTL)
+}
+
+// shards returns the list of shards of Servers and Cluster: Cluster is
+// one shard, its members joined by commas.
+func shards(servers, cluster []string) ([]string, error) {
+	if len(cluster) == 0 {
+		return servers, nil
+	}
+	if len(servers) > 0 {
+		return nil, invalid("Servers and Cluster are both set: list clusters in Servers, one entry each, its members separated by commas")
+	}
+	for _, m := range cluster {
+		if strings.TrimSpace(m) == "" || strings.Contains(m, ",") {
+			return nil, invalid("cluster member %q: want one address", m)
+		}
+	}
+	return []string{strings.Join(cluster, ",")}, nil
 }
 
 // resourceConfig is a validated snapshot of a Lock's or Semaphore's
@@ -483,35 +520,62 @@ func goodbye(ctx context.Context, c *Conn, sess *Session, cfg resourceConfig) er
 // acquisition.
 func (h *holder) dial(ctx context.Context, cfg resourceConfig) (*Conn, error) {
 	_ = h.end()
-	c, err := Dial(ctx, cfg.server, cfg.opts)
+	c, sess, err := h.open(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	h.mu.Lock()
-	named := cfg.session && !h.noSession
-	h.mu.Unlock()
-	var sess *Session
-	if named {
-		s, err := c.Session(ctx, cfg.sessionTTL)
-		switch {
-		case err == nil:
-			sess = &s
-		case errors.Is(err, ErrUnsupported):
-			// A server without sessions (1.x): the lock works as there,
-			// tied to the connection. Remembered for this Lock.
-			h.mu.Lock()
-			h.noSession = true
-			h.mu.Unlock()
-		default:
-			c.Close()
-			return nil, err
-		}
 	}
 	h.mu.Lock()
 	h.conn, h.cfg, h.sess = c, cfg, sess
 	h.gen, h.genCancel = context.WithCancel(context.Background())
 	h.mu.Unlock()
 	return c, nil
+}
+
+// open dials cfg's server and names its session unless that is off. A
+// cluster's leader that stops leading before it answers (the connection
+// fails) is looked for again, with back-off, within the dial timeout.
+func (h *holder) open(ctx context.Context, cfg resourceConfig) (*Conn, *Session, error) {
+	var until time.Time
+	if d := cfg.opts.dialTimeout(); d > 0 {
+		until = time.Now().Add(d)
+	}
+	backoff := reconnectMinBackoff
+	for {
+		c, err := Dial(ctx, cfg.server, cfg.opts)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.mu.Lock()
+		named := cfg.session && !h.noSession
+		h.mu.Unlock()
+		if !named {
+			return c, nil, nil
+		}
+		s, err := c.Session(ctx, cfg.sessionTTL)
+		switch {
+		case err == nil:
+			return c, &s, nil
+		case errors.Is(err, ErrUnsupported):
+			// A server without sessions (1.x): the lock works as there,
+			// tied to the connection. Remembered for this Lock.
+			h.mu.Lock()
+			h.noSession = true
+			h.mu.Unlock()
+			return c, nil, nil
+		}
+		c.Close()
+		if !c.leader || !isConnError(err) || ctx.Err() != nil || (!until.IsZero() && time.Now().After(until)) {
+			return nil, nil, err
+		}
+		t := time.NewTimer(backoff - time.Duration(rand.Int64N(int64(backoff)/4+1)))
+		backoff = min(2*backoff, reconnectMaxBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, fmt.Errorf("client: dial %s: %w", cfg.server, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // abandon ends an acquisition whose request on c failed: with a session,
@@ -674,7 +738,7 @@ func resumeSession(ctx context.Context, cfg resourceConfig, sess Session, deadli
 			c.Close()
 		}
 		cancel()
-		if errors.Is(err, ErrAuth) || errors.Is(err, ErrInvalid) || isAnswer(err) {
+		if final(err) || isAnswer(err) {
 			return nil, 0, 0, fmt.Errorf("client: reconnect to %s: %w", cfg.server, err)
 		}
 		if ctx.Err() != nil {
