@@ -185,6 +185,15 @@ func (r *Replica) gainLeadership() {
 	if err := r.await(context.Background(), r.node.Raft().Barrier(30*time.Second)); err != nil {
 		return // not leader any more (a false notice follows), or stopping
 	}
+	// The blocking requests of named sessions died with the old leader's
+	// connections: their places become two-phase ones, as when a named
+	// connection drops, so that the resumed client collects them with
+	// `w`. Before serving, so that no `w` comes first.
+	for _, p := range r.st.BlockedPlaces() {
+		if _, err := r.propose(context.Background(), &Park{Kind: p.Kind, Key: p.Key, Place: p.Place}); err != nil {
+			return // not leader any more, or stopping
+		}
+	}
 	now := time.Now()
 	holders := r.st.Holders()
 	sessions := r.st.Sessions()
