@@ -39,7 +39,9 @@ cluster, then the members it did not reach yet at their client
 endpoints, and prints one row per member of the configuration: ROLE,
 TERM, COMMIT and APPLIED come from the member's own answer (unreachable
 when it did not answer), LAST CONTACT is how long ago it heard from the
-leader. Exit status 3 when no member answers.`
+leader. A member whose client endpoints are not known yet (a node
+publishes them when it first leads) and whose address was not given is
+shown as unknown. Exit status 3 when no member answers.`
 }
 
 // ClusterAddCmd adds a member.
@@ -241,6 +243,9 @@ func writeClusterStatus(w io.Writer, view *client.ClusterStatus, answers []membe
 			own[a.st.Node] = a.st
 		}
 	}
+	// A member not heard from is unreachable, unless nothing failed:
+	// then it was never asked.
+	failed := slices.ContainsFunc(answers, func(a memberAnswer) bool { return a.err != nil })
 	if view.Leader != nil {
 		fmt.Fprintf(w, "leader: %s (term %d)\n", view.Leader.ID, view.Term)
 	} else {
@@ -254,7 +259,14 @@ func writeClusterStatus(w io.Writer, view *client.ClusterStatus, answers []membe
 			eps = "-"
 		}
 		if st == nil {
-			fmt.Fprintf(tw, "%s\tunreachable\t%s\t%s\t%s\t-\t-\t-\t-\n", id, raft, eps, voter)
+			// Not heard from: unreachable, or not asked when its client
+			// endpoints are not known (a node publishes them when it
+			// first leads) and no address given was its.
+			role := "unreachable"
+			if len(endpoints) == 0 && !failed {
+				role = "unknown"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t-\t-\t-\t-\n", id, role, raft, eps, voter)
 			return
 		}
 		role := st.Role
