@@ -216,12 +216,15 @@ func TestClusterBurstThroughFailover(t *testing.T) {
 		errs    = make(chan error, clients)
 		killedN atomic.Int64
 		gap     atomic.Int64 // first acquire after the kill - kill
+		phase   [clients]atomic.Value
 	)
 	for i := range clients {
 		wg.Go(func() {
 			for !stop.Load() {
 				l := &Lock{Key: "burst", Cluster: tc.Addrs(), LeaseTTL: 5, AcquireTimeout: 20 * time.Second}
+				phase[i].Store("acquire")
 				ok, err := l.Acquire(ctxT(t))
+				phase[i].Store("acquired " + l.Token()[:16])
 				if err != nil || !ok {
 					l.Close()
 					errs <- fmt.Errorf("client %d: Acquire = %v, %v", i, ok, err)
@@ -239,6 +242,7 @@ func TestClusterBurstThroughFailover(t *testing.T) {
 				_ = res.Write(i, f)
 				time.Sleep(2 * time.Millisecond)
 				_ = res.Exit(i, f)
+				phase[i].Store("release")
 				if err := l.Release(ctxT(t)); err != nil {
 					// A release may race with the failover and still
 					// succeed on the new leader; an error here means
@@ -254,9 +258,17 @@ func TestClusterBurstThroughFailover(t *testing.T) {
 	before := ops.Load()
 	killed, _ := killLeader(t, tc)
 	killedN.Store(killed.UnixNano())
-	eventually(t, "operations after the failover", func() bool {
-		return ops.Load() >= before+20 && gap.Load() != 0
-	})
+	dl := time.Now().Add(5 * time.Second)
+	for !(ops.Load() >= before+20 && gap.Load() != 0) {
+		if time.Now().After(dl) {
+			ki := inspectLeader(t, tc, "burst")
+			for i := range phase {
+				t.Logf("client %d: %v", i, phase[i].Load())
+			}
+			t.Fatalf("no progress after the failover: holders %+v, waiters %+v", ki.Holders, ki.Waiters)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	stop.Store(true)
 	wg.Wait()
 	close(errs)

@@ -531,6 +531,31 @@ func (h *holder) dial(ctx context.Context, cfg resourceConfig) (*Conn, error) {
 	return c, nil
 }
 
+// restart ends the session of c, the current connection, with bye (which
+// releases what it holds) and replaces it by a new connection and
+// session.
+func (h *holder) restart(ctx context.Context, c *Conn, cfg resourceConfig) (*Conn, error) {
+	if err := c.Bye(ctx); err != nil {
+		c.Close()
+		return c, err
+	}
+	nc, sess, err := h.open(ctx, cfg)
+	if err != nil {
+		return c, err
+	}
+	h.mu.Lock()
+	current := h.conn == c
+	if current {
+		h.conn, h.sess = nc, sess
+	}
+	h.mu.Unlock()
+	if !current {
+		_ = goodbye(ctx, nc, sess, cfg)
+		return c, fmt.Errorf("client: reconnect: %w", ErrClosed)
+	}
+	return nc, nil
+}
+
 // open dials cfg's server and names its session unless that is off. A
 // cluster's leader that stops leading before it answers (the connection
 // fails) is looked for again, with back-off, within the dial timeout.
@@ -770,8 +795,18 @@ func (h *holder) await(ctx context.Context, c *Conn, cfg resourceConfig, timeout
 		left := max(timeout-time.Since(start), 0)
 		if held+queued > 0 {
 			resp, err = c.wait(ctx, cfg.sem, cfg.key, left)
-			if st := answerStatus(err); st != protocol.StatusErrNotEnqueued && st != protocol.StatusErrLeaseExpired {
+			st := answerStatus(err)
+			if st != protocol.StatusErrNotEnqueued && st != protocol.StatusErrLeaseExpired {
 				continue
+			}
+			if held > 0 && st == protocol.StatusErrNotEnqueued {
+				// The session holds a slot it cannot collect: a grant
+				// whose answer was lost (a cluster's leader died
+				// between the grant and the answer). Ending the session
+				// releases it; a new one asks again.
+				if c, err = h.restart(ctx, c, cfg); err != nil {
+					return c, protocol.Response{}, err
+				}
 			}
 		}
 		// The place is gone: the request never reached the server, or
@@ -868,14 +903,22 @@ func (h *holder) release(ctx context.Context) error {
 	var err error
 	if a.token != "" {
 		err = c.release(ctx, a.cfg.sem, a.cfg.key, a.token)
-		if a.sess != nil && (isConnError(err) || errors.Is(err, ErrClosed)) && ctx.Err() == nil {
+		for a.sess != nil && (isConnError(err) || errors.Is(err, ErrClosed)) && ctx.Err() == nil {
 			// The connection dropped (maybe while the renewal was
 			// reconnecting): take the session over to release.
-			nc, _, _, rerr := resumeSession(ctx, a.cfg, *a.sess, time.Now().Add(a.sess.TTL), ErrSessionGone)
+			nc, held, _, rerr := resumeSession(ctx, a.cfg, *a.sess, time.Now().Add(a.sess.TTL), ErrSessionGone)
 			if rerr != nil {
 				return rerr
 			}
 			c = nc
+			if held == 0 {
+				// The release took effect before the connection dropped
+				// (a cluster's leader died before answering it): had
+				// the lease run out, the renewal would have reported it
+				// lost and there would be no token to release.
+				err = nil
+				break
+			}
 			err = c.release(ctx, a.cfg.sem, a.cfg.key, a.token)
 		}
 	}
