@@ -183,17 +183,21 @@ type Attempt struct {
 func (e *NoLeaderError) Error() string {
 	var b strings.Builder
 	b.WriteString(ErrNoLeader.Error())
-	fmt.Fprintf(&b, " (%d of %d members reachable)", e.Reachable(), e.members())
+	fmt.Fprintf(&b, " (%d of %d members reachable)", e.Reachable(), e.Members())
 	for i, a := range e.Tried {
 		if i == 0 {
 			b.WriteString(": ")
 		} else {
 			b.WriteString("; ")
 		}
-		b.WriteString(a.Addr + ": " + describeAttempt(a.Err))
+		b.WriteString(a.String())
 	}
 	return b.String()
 }
+
+// String describes the attempt briefly: "127.0.0.1:6390: connection
+// refused", "127.0.0.1:6389: no leader known".
+func (a Attempt) String() string { return a.Addr + ": " + describeAttempt(a.Err) }
 
 // Reachable counts the members that answered.
 func (e *NoLeaderError) Reachable() int {
@@ -206,8 +210,8 @@ func (e *NoLeaderError) Reachable() int {
 	return n
 }
 
-// members counts the member addresses tried (not leader endpoints).
-func (e *NoLeaderError) members() int {
+// Members counts the member addresses tried (leader endpoints left out).
+func (e *NoLeaderError) Members() int {
 	n := 0
 	for _, a := range e.Tried {
 		if _, ok := errors.AsType[*leaderDialError](a.Err); !ok {

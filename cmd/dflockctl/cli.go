@@ -78,7 +78,9 @@ const holdHelp = `Acquires the %[1]s, runs COMMAND (or -c STRING through sh -c) 
 held and releases it when COMMAND exits. The lease is renewed in the
 background. If the connection drops, dflockctl reconnects and resumes its
 session: the server keeps the %[1]s (and a place in the queue) for the
-session TTL, 15s unless configured, so COMMAND carries on. If the lease is
+session TTL, 15s unless configured, so COMMAND carries on. With --cluster
+it also follows the cluster's leader: when the leader dies, dflockctl
+finds the new one and resumes its session there. If the lease is
 lost anyway (server unreachable for longer than that, lease expired, a
 server without sessions), COMMAND gets SIGTERM and, --kill-after later,
 SIGKILL. SIGINT, SIGTERM and SIGHUP are

@@ -312,10 +312,6 @@ func (ct clusterTarget) leader(ctx context.Context) (*client.Conn, *client.Clust
 	opts := ct.srv.opts
 	opts.Cluster = ct.members
 	c, err := client.Dial(ctx, "", opts)
-	if nl, ok := errors.AsType[*client.NoLeaderError](err); ok {
-		return nil, nil, &hinted{err: err, msg: fmt.Sprintf("no leader: %d of %d reachable (%s)",
-			nl.Reachable(), len(ct.members), describeAttempts(nl))}
-	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -333,7 +329,7 @@ func (ct clusterTarget) leader(ctx context.Context) (*client.Conn, *client.Clust
 func describeAttempts(nl *client.NoLeaderError) string {
 	parts := make([]string, 0, len(nl.Tried))
 	for _, a := range nl.Tried {
-		parts = append(parts, a.Addr+": "+a.Err.Error())
+		parts = append(parts, a.String())
 	}
 	return strings.Join(parts, "; ")
 }

@@ -99,6 +99,13 @@ func lineOf(out, prefix string) string {
 	return ""
 }
 
+func TestClusterLockNoLeader(t *testing.T) {
+	p := runCLI(t, nil, "--cluster", "127.0.0.1:1,127.0.0.1:2", "lock", "k")
+	if p.code != exitFailure || !strings.Contains(p.stderr.String(), "no leader: 0 of 2 reachable (127.0.0.1:1: connection refused; 127.0.0.1:2: connection refused)") {
+		t.Fatalf("exit %d, stderr %q", p.code, p.stderr.String())
+	}
+}
+
 func TestClusterStatusNoMember(t *testing.T) {
 	p := runCLI(t, nil, "--cluster", "127.0.0.1:1,127.0.0.1:2", "cluster", "status")
 	if p.code != exitFailure || !strings.Contains(p.stderr.String(), "no member reachable") ||

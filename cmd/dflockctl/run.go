@@ -208,6 +208,9 @@ func describe(err error) string {
 	if errors.Is(err, client.ErrAuth) {
 		return "the server refused the auth token (check --auth-token, --auth-token-file or $DFLOCKD_AUTH_TOKEN)"
 	}
+	if nl, ok := errors.AsType[*client.NoLeaderError](err); ok {
+		return oneLine(fmt.Errorf("no leader: %d of %d reachable (%s)", nl.Reachable(), nl.Members(), describeAttempts(nl)))
+	}
 	if de, ok := errors.AsType[*client.DialError](err); ok {
 		return oneLine(dialHint(de))
 	}
