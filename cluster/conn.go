@@ -295,6 +295,7 @@ func (c *Conn) Resume(ctx context.Context, id SessionID, secret Secret) (held, q
 		_, _ = c.r.Propose(ctx, &CloseSession{ID: c.sid})
 	}
 	c.sid, c.secret, c.named, c.ttl = id, secret, true, si.TTL
+	c.r.met.resumed.Add(1)
 	return si.Held, si.Queued, nil
 }
 

@@ -564,7 +564,10 @@ func (r *Replica) expireSession(id SessionID, epoch uint64) {
 	}
 	delete(r.sessions, id)
 	r.mu.Unlock()
-	_, _ = r.propose(context.Background(), &CloseSession{ID: id})
+	si, _ := r.st.Session(id)
+	if res, err := r.propose(context.Background(), &CloseSession{ID: id}); err == nil && res.Status == OK && si.Named {
+		r.met.expired.Add(1)
+	}
 }
 
 // leaseLoop fires lease timers: due leases are marked evicting and their
@@ -824,6 +827,8 @@ var ApplyBuckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 // replicaMetrics are the Replica's counters.
 type replicaMetrics struct {
 	leaderChanges atomic.Uint64
+	resumed       atomic.Uint64 // named sessions resumed on this node
+	expired       atomic.Uint64 // sessions this node closed at the end of their TTL
 	applies       [len(ApplyBuckets) + 1]atomic.Uint64
 	applyNanos    atomic.Int64
 }
@@ -858,6 +863,32 @@ func (r *Replica) Metrics() Metrics {
 		m.ApplyCounts[i] = r.met.applies[i].Load()
 	}
 	return m
+}
+
+// SessionStats counts the named sessions as the leader sees them:
+// attached (a connection on this node holds the session) and detached
+// (waiting to be resumed); and the sessions resumed on, and expired by,
+// this node while it led. A node that does not lead owns no connection
+// of any session: it answers zero attached and detached.
+func (r *Replica) SessionStats() core.SessionStats {
+	ss := core.SessionStats{Resumed: r.met.resumed.Load(), Expired: r.met.expired.Load()}
+	if !r.Leading() {
+		return ss
+	}
+	named := r.st.Stats().NamedSessions
+	r.mu.Lock()
+	ids := make([]SessionID, 0, len(r.attached))
+	for id := range r.attached {
+		ids = append(ids, id)
+	}
+	r.mu.Unlock()
+	for _, id := range ids {
+		if si, ok := r.st.Session(id); ok && si.Named {
+			ss.Attached++
+		}
+	}
+	ss.Detached = max(named-ss.Attached, 0)
+	return ss
 }
 
 // LeaseLeft returns how long the lease of token has left on this node's

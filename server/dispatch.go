@@ -348,7 +348,7 @@ func (s *Server) statsAnswer() ([]byte, error) {
 		Truncated:      st.Truncated() || len(s.statsChannels) < nchannels || len(s.statsClients) < nclients,
 	}
 	sb.Requests, sb.ConnectionsByTransport = s.requestCounts()
-	ss := e.SessionStats()
+	ss := s.sessionStats()
 	sb.Sessions, sb.DetachedSessions = ss.Attached, ss.Detached
 	if rep := s.opts.Replica; rep != nil {
 		st := rep.Status()

@@ -364,7 +364,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSigDropped, t.dropped)
 	counter(descSlowConsumers, s.slowConsumers.Load())
 	gauge(descSubs, float64(subs))
-	ss := s.opts.Engine.SessionStats()
+	ss := s.sessionStats()
 	gauge(descSessions, float64(ss.Attached), "attached")
 	gauge(descSessions, float64(ss.Detached), "detached")
 	counter(descSessResumed, ss.Resumed)

@@ -298,3 +298,12 @@ func replicatedInspect(rep *cluster.Replica, kind core.Kind, key string, limit i
 	body.Truncated = len(body.Holders) < body.Totals.Holders || len(body.Waiters) < body.Totals.Waiters
 	return body
 }
+
+// sessionStats counts named sessions: the engine's in memory, the
+// replica's (as its leader sees them) in replicated mode.
+func (s *Server) sessionStats() core.SessionStats {
+	if rep := s.opts.Replica; rep != nil {
+		return rep.SessionStats()
+	}
+	return s.opts.Engine.SessionStats()
+}

@@ -25,16 +25,6 @@ type replNode struct {
 	stop context.CancelFunc
 }
 
-func freeLoopback(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func (n *replNode) start(t testing.TB) {
 	n.startWith(t, Options{})
 }
@@ -91,7 +81,7 @@ func newReplClusterWith(t testing.TB, opts Options) []*replNode {
 	t.Helper()
 	var peers []cluster.Peer
 	for i := range 3 {
-		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: freeLoopback(t)})
+		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: testutil.FreeAddr(t)})
 	}
 	nodes := make([]*replNode, 3)
 	for i := range nodes {
@@ -122,6 +112,16 @@ func replLeader(t testing.TB, nodes []*replNode) *replNode {
 		return false
 	})
 	return got
+}
+
+// replFollower returns a node other than leader.
+func replFollower(nodes []*replNode, leader *replNode) *replNode {
+	for _, n := range nodes {
+		if n != leader {
+			return n
+		}
+	}
+	return nil
 }
 
 // The 1.x protocol against the leader of a replicated cluster: locks,
@@ -170,12 +170,7 @@ func TestReplicatedProtocol(t *testing.T) {
 func TestReplicatedRelayedSessionSurvivesLeaderDeath(t *testing.T) {
 	nodes := newReplCluster(t)
 	leader := replLeader(t, nodes)
-	var follower *replNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := replFollower(nodes, leader)
 	a := testutil.Dial(t, follower.addr)
 	sid, secret := nameSession(t, a, "", "15")
 	tok := expectGrant(t, a.Do("l", "k", "0 30"), "ok", "30")
@@ -250,13 +245,7 @@ func TestReplicatedClusterChanges(t *testing.T) {
 	leader := replLeader(t, nodes)
 	// Through a follower: authenticated there, the relay carries the
 	// token to the leader, which checks it again.
-	var follower *replNode
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
-	f := testutil.Dial(t, follower.addr)
+	f := testutil.Dial(t, replFollower(nodes, leader).addr)
 	f.Expect("auth", "_", "alice", "ok")
 	tok := expectGrant(t, f.Do("l", "k", "0"), "ok", "33")
 	ki, _ := leader.rep.State().Inspect(core.KindLock, "k")
@@ -316,4 +305,45 @@ func TestReplicatedObservability(t *testing.T) {
 	eventually(t, "the connection gone", func() bool { return leader.srv.Connections() == 0 })
 	leader.rep.Node().Raft().Shutdown()
 	eventually(t, "not ready once raft is down", func() bool { return leader.srv.Ready() != nil })
+}
+
+// stats and the metrics count the named sessions of the replicated state
+// as the leader sees them, whichever node the client asks.
+func TestReplicatedSessionCounts(t *testing.T) {
+	nodes := newReplCluster(t)
+	leader := replLeader(t, nodes)
+	follower := replFollower(nodes, leader)
+	a := testutil.Dial(t, leader.addr)
+	f := a.Fields("session", "_", "30")
+	b := testutil.Dial(t, leader.addr)
+	b.Fields("session", "_", "30")
+	testutil.Dial(t, leader.addr).Token("l", "k", "0", "ok") // unnamed: not counted
+	counts := func(c *testutil.LineClient) (int, int) {
+		_, raw := wireStats(t, c)
+		var at, de int
+		if json.Unmarshal(raw["sessions"], &at) != nil || json.Unmarshal(raw["detached_sessions"], &de) != nil {
+			t.Fatalf("stats sessions: %s, %s", raw["sessions"], raw["detached_sessions"])
+		}
+		return at, de
+	}
+	probe := testutil.Dial(t, follower.addr) // relayed to the leader
+	if at, de := counts(probe); at != 2 || de != 0 {
+		t.Fatalf("stats sessions %d detached %d, want 2 and 0", at, de)
+	}
+	a.Conn.Close()
+	eventually(t, "one detached", func() bool { at, de := counts(probe); return at == 1 && de == 1 })
+	c := testutil.Dial(t, leader.addr)
+	if got := c.Do("resume", f[1], f[2]); got != "ok 0 0" {
+		t.Fatalf("resume = %q", got)
+	}
+	if at, de := counts(probe); at != 2 || de != 0 {
+		t.Fatalf("after resume: sessions %d detached %d, want 2 and 0", at, de)
+	}
+	reg := metricsRegistry(t, leader.srv)
+	if v := metricValue(t, reg, "dflockd_sessions", "state", "attached"); v != 2 {
+		t.Fatalf("dflockd_sessions{attached} = %v", v)
+	}
+	if v := metricValue(t, reg, "dflockd_sessions_resumed_total"); v != 1 {
+		t.Fatalf("dflockd_sessions_resumed_total = %v", v)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/dflockd/dflockd/cluster"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/faultproxy"
+	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
 )
 
@@ -93,8 +94,8 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	t.Cleanup(c.close)
 	for i := range cfg.Nodes {
 		id := fmt.Sprintf("n%d", i+1)
-		c.peers = append(c.peers, cluster.Peer{ID: id, Addr: freeAddr(t)})
-		n := &Node{ID: id, Index: i, c: c, raftLn: c.peers[i].Addr, Addr: freeAddr(t)}
+		c.peers = append(c.peers, cluster.Peer{ID: id, Addr: testutil.FreeAddr(t)})
+		n := &Node{ID: id, Index: i, c: c, raftLn: c.peers[i].Addr, Addr: testutil.FreeAddr(t)}
 		if !cfg.InMemory {
 			n.dataDir = t.TempDir()
 		}
@@ -120,17 +121,6 @@ func Start(t testing.TB, cfg Config) *Cluster {
 		}
 	}
 	return c
-}
-
-// freeAddr returns a free loopback TCP address.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // dialer returns node i's dial hook: a connection to node j's raft
