@@ -440,3 +440,35 @@ func TestLeaderEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSemaphoreThroughFailover: semaphore slots ride through a
+// leader kill too, and the limit holds on the new leader.
+func TestClusterSemaphoreThroughFailover(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Config{})
+	tc.Leader(t)
+	var held []*Semaphore
+	for range 2 {
+		s := &Semaphore{Key: "pool", Limit: 2, Cluster: tc.Addrs(), LeaseTTL: 10}
+		defer s.Close()
+		if ok, err := s.Acquire(ctxT(t)); !ok || err != nil {
+			t.Fatalf("Acquire = %v, %v", ok, err)
+		}
+		held = append(held, s)
+	}
+	killLeader(t, tc)
+	tc.Leader(t)
+	third := &Semaphore{Key: "pool", Limit: 2, Cluster: tc.Addrs(), AcquireTimeout: -1}
+	defer third.Close()
+	if ok, err := third.Acquire(ctxT(t)); ok || err != nil {
+		t.Fatalf("a third slot after the failover: Acquire = %v, %v", ok, err)
+	}
+	for i, s := range held {
+		if err := s.Release(ctxT(t)); err != nil {
+			t.Fatalf("slot %d: Release after the failover: %v", i, err)
+		}
+	}
+	if ok, err := third.Acquire(ctxT(t)); !ok || err != nil {
+		t.Fatalf("after the releases: Acquire = %v, %v", ok, err)
+	}
+	_ = third.Release(ctxT(t))
+}
