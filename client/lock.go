@@ -44,7 +44,8 @@ const (
 const raceReleaseTimeout = 2 * time.Second
 
 // Lock is a distributed mutex on one key, held through a connection of
-// its own to the server that owns the key. Set the fields, then call
+// its own to the server that owns the key (or to the leader of the
+// cluster that owns it: see Cluster). Set the fields, then call
 // Acquire (or Enqueue and Wait); while the lock is held its lease is
 // renewed in the background on the same connection, until Release or
 // Close. Zero fields take the documented defaults.
