@@ -59,7 +59,7 @@ func OpenStorage(dir string, segmentSize int, logger hclog.Logger) (*Storage, er
 		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
 	// The WAL's own Close does not close its meta store (raft-wal
-	// v0.4.0), whose file lock would then block a reopen in the same
+	// v0.4.1), whose file lock would then block a reopen in the same
 	// process: own it here and close it after the WAL.
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize),
