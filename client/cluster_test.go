@@ -489,3 +489,47 @@ func TestClusterSemaphoreThroughFailover(t *testing.T) {
 	}
 	_ = third.Release(ctxT(t))
 }
+
+// TestClusterOneMemberGiven: one follower's address is enough: the
+// client connects to the leader it names, not through the follower.
+func TestClusterOneMemberGiven(t *testing.T) {
+	tc := testcluster.Start(t, testcluster.Config{})
+	leader := tc.Leader(t)
+	f := tc.Followers()[0]
+	// The leader publishes its endpoints just after it starts serving.
+	eventually(t, "the follower to know the leader's endpoints", func() bool {
+		c, err := Dial(ctxT(t), f.Addr, Options{})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		st, err := c.ClusterStatus(ctxT(t))
+		return err == nil && st.Leader != nil && st.Leader.ID == leader.ID && len(st.Leader.Endpoints) > 0
+	})
+	l := &Lock{Key: "one", Cluster: []string{f.Addr}}
+	defer l.Close()
+	if ok, err := l.Acquire(ctxT(t)); !ok || err != nil {
+		t.Fatalf("Acquire = %v, %v", ok, err)
+	}
+	l.h.mu.Lock()
+	got := l.h.conn.name
+	l.h.mu.Unlock()
+	if got != "tcp://"+leader.Addr {
+		t.Errorf("connected to %s, want the leader tcp://%s", got, leader.Addr)
+	}
+	if err := l.Release(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	s := &Lock{Key: "one", Servers: []string{f.Addr + ","}} // the same, as a Servers entry
+	defer s.Close()
+	if ok, err := s.Acquire(ctxT(t)); !ok || err != nil {
+		t.Fatalf("Servers entry: Acquire = %v, %v", ok, err)
+	}
+	s.h.mu.Lock()
+	got = s.h.conn.name
+	s.h.mu.Unlock()
+	if got != "tcp://"+leader.Addr {
+		t.Errorf("Servers entry: connected to %s, want the leader tcp://%s", got, leader.Addr)
+	}
+	_ = s.Release(ctxT(t))
+}

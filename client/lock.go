@@ -326,7 +326,16 @@ func shards(servers, cluster []string) ([]string, error) {
 			return nil, invalid("cluster member %q: want one address", m)
 		}
 	}
-	return []string{strings.Join(cluster, ",")}, nil
+	// A trailing comma keeps a cluster of one member a cluster.
+	return []string{strings.Join(cluster, ",") + ","}, nil
+}
+
+// dial connects to cfg's server, or to the leader of cfg's cluster.
+func (c resourceConfig) dial(ctx context.Context) (*Conn, error) {
+	if len(c.opts.Cluster) > 0 {
+		return Dial(ctx, "", c.opts)
+	}
+	return Dial(ctx, c.server, c.opts)
 }
 
 // resourceConfig is a validated snapshot of a Lock's or Semaphore's
@@ -391,8 +400,14 @@ func newResourceConfig(sem bool, key string, limit int, timeout time.Duration, l
 	if i < 0 || i >= len(servers) {
 		return resourceConfig{}, invalid("ShardFunc returned %d for %d servers", i, len(servers))
 	}
+	server := servers[i]
+	if strings.Contains(server, ",") {
+		// A cluster: its members, for Options.Cluster.
+		server = strings.TrimSuffix(server, ",")
+		opts.Cluster = strings.Split(server, ",")
+	}
 	cfg := resourceConfig{
-		sem: sem, key: key, limit: limit, timeout: timeout, server: servers[i],
+		sem: sem, key: key, limit: limit, timeout: timeout, server: server,
 		opts: opts, ratio: ratio, jitter: jitter, onError: onError,
 		session: session, sessionTTL: sessionTTL,
 	}
@@ -567,7 +582,7 @@ func (h *holder) open(ctx context.Context, cfg resourceConfig) (*Conn, *Session,
 	}
 	backoff := reconnectMinBackoff
 	for {
-		c, err := Dial(ctx, cfg.server, cfg.opts)
+		c, err := cfg.dial(ctx)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -635,7 +650,7 @@ func (h *holder) abandon(ctx context.Context, c *Conn, cfg resourceConfig, resp 
 func releaseRaced(ctx context.Context, cfg resourceConfig, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), raceReleaseTimeout)
 	defer cancel()
-	c, err := Dial(ctx, cfg.server, cfg.opts)
+	c, err := cfg.dial(ctx)
 	if err != nil {
 		return
 	}
@@ -753,7 +768,7 @@ func resumeSession(ctx context.Context, cfg resourceConfig, sess Session, deadli
 				cfg.server, expired, sess.TTL, lastErr)
 		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
-		c, err := Dial(actx, cfg.server, cfg.opts)
+		c, err := cfg.dial(actx)
 		if err == nil {
 			var held, queued int
 			held, queued, err = c.Resume(actx, sess.ID, sess.Secret)
