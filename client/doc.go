@@ -35,8 +35,9 @@
 // serves. Name its members rather than one server: Lock.Cluster and
 // Semaphore.Cluster, Options.Cluster for Dial and NewSignalConn, or, in
 // any address argument and in each Servers entry, the member addresses
-// separated by commas ("10.0.0.1:6388,10.0.0.2:6388,10.0.0.3:6388"). A
-// few members are enough.
+// separated by commas ("10.0.0.1:6388,10.0.0.2:6388,10.0.0.3:6388"; one
+// member alone ends with a comma: "10.0.0.1:6388,"). A few members are
+// enough, even one: the others are found through it.
 //
 // To connect, the client asks every member at once for its view of the
 // cluster (the `cluster` request, Conn.ClusterStatus), and dials the

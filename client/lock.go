@@ -79,8 +79,9 @@ type Lock struct {
 	// are addresses as for Dial: "host:port" or endpoint URLs such as
 	// "tls://host:port" and "unix:///run/dflockd.sock". An entry that
 	// lists several addresses separated by commas is one replicated
-	// cluster, its members: to shard keys over three clusters, give
-	// three such entries (see "Clusters" in the package documentation).
+	// cluster, its members (one member given alone: end it with a
+	// comma): to shard keys over three clusters, give three such entries
+	// (see "Clusters" in the package documentation).
 	Servers []string
 	// Cluster lists the members of one replicated cluster that holds
 	// every key: the client finds its leader and follows it through
