@@ -36,8 +36,10 @@
 // Semaphore.Cluster, Options.Cluster for Dial and NewSignalConn, or, in
 // any address argument and in each Servers entry, the member addresses
 // separated by commas ("10.0.0.1:6388,10.0.0.2:6388,10.0.0.3:6388"; one
-// member alone ends with a comma: "10.0.0.1:6388,"). A few members are
-// enough, even one: the others are found through it.
+// member alone ends with a comma: "10.0.0.1:6388,"). Give them all: the
+// client reaches the cluster only through the addresses given (and the
+// leader's endpoints they name), so a member given alone that dies takes
+// the cluster out of reach.
 //
 // To connect, the client asks every member at once for its view of the
 // cluster (the `cluster` request, Conn.ClusterStatus), and dials the

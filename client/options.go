@@ -50,8 +50,8 @@ type Options struct {
 	// context bounds it).
 	DialTimeout time.Duration
 	// Cluster, when set, lists the client addresses of the members of
-	// one replicated dflockd cluster (addresses as for Dial; a few are
-	// enough, the leader is found among them). Dial, and NewSignalConn,
+	// one replicated dflockd cluster (addresses as for Dial; give them
+	// all: the leader is found through whichever answers). Dial, and NewSignalConn,
 	// then take an empty address, ask the members who leads and connect
 	// to the leader; see "Clusters" in the package documentation. Every
 	// member is reached with the same Transport, TLS and AuthToken.

@@ -212,9 +212,8 @@ func TestClusterNoLeader(t *testing.T) {
 // the end.
 func TestClusterLockRidesThroughFailover(t *testing.T) {
 	tc := startCluster(t)
-	addrs := strings.Join(tc.Addrs(), ",")
 	dir := t.TempDir()
-	p := start(t, clusterEnv, "--cluster", addrs, "lock", "--ttl", "2", "fo", "--",
+	p := start(t, clusterEnv, "--cluster", strings.Join(tc.Addrs(), ","), "lock", "--ttl", "2", "fo", "--",
 		"sh", "-c", `touch "$1/started"; `+waitForGo+`; exit 5`, "sh", dir)
 	eventually(t, "the command to start", func() bool { return exists(filepath.Join(dir, "started")) })
 	inspect := func() *client.KeyInfo {

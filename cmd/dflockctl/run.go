@@ -55,7 +55,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// separated by commas, as client.Lock.Servers takes them.
 	servers := cli.Server
 	if len(cli.Cluster) > 0 {
-		servers = cli.Cluster
+		servers = make([]string, len(cli.Cluster))
+		for i, c := range cli.Cluster {
+			if !strings.Contains(c, ",") {
+				c += "," // one member given: still a cluster
+			}
+			servers[i] = c
+		}
 	}
 	switch cli.command {
 	case "lock":
