@@ -94,5 +94,17 @@ func Aggregate(rs []*Result) *Result {
 	out.Latency.P99 = med(func(r *Result) time.Duration { return r.Latency.P99 })
 	out.Latency.P999 = med(func(r *Result) time.Duration { return r.Latency.P999 })
 	out.Latency.Stdev = med(func(r *Result) time.Duration { return r.Latency.Stdev })
+	out.Latency.Curve = nil
+	if n := len(rs[0].Latency.Curve); n > 0 {
+		out.Latency.Curve = make([]time.Duration, n)
+		for i := range n {
+			out.Latency.Curve[i] = med(func(r *Result) time.Duration {
+				if i < len(r.Latency.Curve) {
+					return r.Latency.Curve[i]
+				}
+				return 0
+			})
+		}
+	}
 	return &out
 }

@@ -74,7 +74,21 @@ type Latency struct {
 	P99   time.Duration `json:"p99_ns"`
 	P999  time.Duration `json:"p999_ns"`
 	Stdev time.Duration `json:"stdev_ns"` // sample (n−1) standard deviation
+	// Curve is the latency at CurvePercentiles, from the histogram: what
+	// --plot draws.
+	Curve []time.Duration `json:"curve_ns,omitempty"`
 }
+
+// CurvePercentiles are the percentiles of Latency.Curve: p50 to p99.99,
+// evenly spaced in "nines" (p50 is 0.3 nines, p90 one, p99 two, ...).
+var CurvePercentiles = func() []float64 {
+	var ps []float64
+	for n := 0.3; n < 4.0001; n += 0.1 {
+		ps = append(ps, 100*(1-math.Pow(10, -n)))
+	}
+	ps[0] = 50
+	return ps
+}()
 
 // summary returns the latency figures; all zero when nothing was recorded.
 func (r *recorder) summary() Latency {
@@ -86,7 +100,12 @@ func (r *recorder) summary() Latency {
 		sd = math.Sqrt(r.m2 / float64(r.n-1))
 	}
 	q := func(p float64) time.Duration { return time.Duration(r.h.ValueAtQuantile(p)) }
+	curve := make([]time.Duration, len(CurvePercentiles))
+	for i, p := range CurvePercentiles {
+		curve[i] = q(p)
+	}
 	return Latency{
+		Curve: curve,
 		Mean:  time.Duration(r.mean),
 		Min:   time.Duration(r.min),
 		Max:   time.Duration(r.max),

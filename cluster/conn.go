@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dflockd/dflockd/core"
@@ -25,6 +26,37 @@ type Conn struct {
 	named    bool
 	ttl      time.Duration
 	takeover func() // closes this connection when another takes its session
+
+	mu   sync.Mutex
+	busy chan struct{} // closed when the blocking request in progress ends
+}
+
+// block marks a blocking request in progress; the caller closes the
+// returned channel when it ends.
+func (c *Conn) block() chan struct{} {
+	ch := make(chan struct{})
+	c.mu.Lock()
+	c.busy = ch
+	c.mu.Unlock()
+	return ch
+}
+
+// settle waits (bounded) for the blocking request in progress, if any,
+// to end: parked or answered.
+func (c *Conn) settle(ctx context.Context) {
+	c.mu.Lock()
+	ch := c.busy
+	c.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	t := time.NewTimer(applyTimeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // Connect returns the handle of a new client connection authenticated as
@@ -103,8 +135,15 @@ func (c *Conn) Lock(ctx context.Context, kind core.Kind, key string, limit int, 
 		}
 		return leaseOf(key, res), nil
 	}
+	// From here until it ends the request is one a take-over waits for
+	// (Resume): its place is proposed, then parked if the connection
+	// ends.
+	defer close(c.block())
 	place, ch := c.r.NewPlace()
-	res, err := c.r.Propose(ctx, &Acquire{Session: sid, Kind: kind, Key: key, Limit: limit, TTL: ttl, Mode: Queue, Place: place})
+	// The proposal's result is awaited even if the connection ends
+	// meanwhile: a place committed without it would be waited for by
+	// nobody (await then parks or cancels it).
+	res, err := c.r.Propose(context.WithoutCancel(ctx), &Acquire{Session: sid, Kind: kind, Key: key, Limit: limit, TTL: ttl, Mode: Queue, Place: place})
 	if err != nil || res.Status != Queued {
 		c.r.Forget(place)
 		if err != nil {
@@ -183,6 +222,10 @@ func (c *Conn) Wait(ctx context.Context, kind core.Kind, key string, timeout tim
 	if c.sid == (SessionID{}) {
 		return core.Lease{}, core.ErrNotEnqueued
 	}
+	if !c.r.Leading() {
+		return core.Lease{}, ErrNotLeader // the state may be behind
+	}
+	defer close(c.block()) // a take-over waits for it (Resume)
 	p, h, ok := c.r.st.Record(c.sid, kind, key)
 	switch {
 	case !ok:
@@ -270,6 +313,10 @@ func (c *Conn) Name(ctx context.Context, ttl time.Duration) (SessionID, Secret, 
 // refusal of the session itself, and ErrSessionBusy when this connection
 // cannot take one.
 func (c *Conn) Resume(ctx context.Context, id SessionID, secret Secret) (held, queued int, err error) {
+	if !c.r.Leading() {
+		// Only the serving leader's state is known to be caught up.
+		return 0, 0, ErrNotLeader
+	}
 	if c.sid != (SessionID{}) {
 		if si, ok := c.r.st.Session(c.sid); c.named || !ok || si.Held+si.Queued > 0 {
 			return 0, 0, ErrSessionBusy
@@ -284,11 +331,14 @@ func (c *Conn) Resume(ctx context.Context, id SessionID, secret Secret) (held, q
 	if !ok || !match || !si.Named || si.Identity != c.identity {
 		return 0, 0, core.ErrSession
 	}
-	if !c.r.Leading() {
-		return 0, 0, ErrNotLeader
-	}
 	if old := c.r.attach(id, c); old != nil && old != c && old.takeover != nil {
 		old.takeover()
+		// Its blocked l/sl or w is parked as it ends: answer after it,
+		// so that the client's w finds the place.
+		old.settle(ctx)
+		if si, ok = c.r.st.Session(id); !ok {
+			return 0, 0, core.ErrSession
+		}
 	}
 	if c.sid != (SessionID{}) {
 		// The connection's own implicit session holds nothing: end it.

@@ -253,3 +253,147 @@ func TestConnResumeTakesOver(t *testing.T) {
 		t.Fatal("bye left the session")
 	}
 }
+
+// A node that does not serve as leader answers resume and wait "not the
+// leader", never from its own state, which may be behind: a restarted
+// node applies its log only once a leader commits, and a session it does
+// not know yet must not be refused as unknown (the client would drop a
+// session that holds locks), nor a place it has not seen answered as
+// not enqueued.
+func TestConnNonLeaderRefusesResumeAndWait(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, _ := tr.leader()
+	a := leader.Connect("", nil)
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Lock(bg(), lk, "k", 1, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, acquired, err := a.Enqueue(bg(), lk, "e", 1, 30*time.Second); err != nil || !acquired {
+		t.Fatalf("enqueue = %v, %v", acquired, err)
+	}
+	for i := range tr.nodes {
+		tr.stop(i)
+	}
+	tr.start(0) // alone: no leader, nothing of the log applied yet
+	if _, _, err := tr.nodes[0].Connect("", nil).Resume(bg(), id, secret); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("resume on a lone restarted node = %v; want %v", err, ErrNotLeader)
+	}
+	b := tr.nodes[0].Connect("", nil)
+	b.sid, b.named = id, true // as after a resume on the leader that lost leadership since
+	if _, err := b.Wait(bg(), lk, "e", 0); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("wait on a lone restarted node = %v; want %v", err, ErrNotLeader)
+	}
+}
+
+// A blocked l/sl of a named session whose connection a failover cut must
+// be kept as a two-phase place, as a dropped connection's is (and as
+// single-node mode keeps it): the resumed client collects it with w.
+// (It was kept as a single-phase place that nobody waited for: resume
+// counted it, w answered not enqueued, and once granted it held the key,
+// under a token nobody knew, until its lease ended.)
+func TestConnFailoverParksABlockedLock(t *testing.T) {
+
+	tr := newTestReplicas(t, 3, 500*time.Millisecond)
+	leader, li := tr.leader()
+	a := leader.Connect("", nil)
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := leader.Connect("", nil)
+	lb, err := b.Lock(bg(), lk, "k", 1, 30*time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := lockAsync(bg(), a, "k", 30*time.Second)
+	eventually(t, "a queued", func() bool { return queueLen(leader, "k") == 1 })
+	tr.stop(li)
+	if r := recvLock(t, ch); r.err == nil {
+		t.Fatalf("the blocked lock on the stopped leader answered %v", r.l)
+	}
+	next, _ := tr.leader()
+	a2 := next.Connect("", nil)
+	if held, queued, err := a2.Resume(bg(), id, secret); err != nil || held != 0 || queued != 1 {
+		t.Fatalf("resume = %d held, %d queued, %v; want 0, 1", held, queued, err)
+	}
+	// b's implicit session ends a grace after the failover, or its
+	// release frees the key.
+	if err := next.Connect("", nil).Release(bg(), lk, "k", lb.Token); err != nil {
+		t.Fatal(err)
+	}
+	l, err := a2.Wait(bg(), lk, "k", 10*time.Second)
+	if err != nil {
+		t.Fatalf("w after the failover = %v; want the parked place's grant", err)
+	}
+	if err := a2.Release(bg(), lk, "k", l.Token); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A resume that takes over a connection blocked in l/sl answers once that
+// request is kept as a two-phase place, so that the client's w finds it
+// at once. (The take-over closed the old connection and answered at
+// once, while the old request was parked a moment later: a w right after
+// the resume answered not enqueued.)
+func TestConnResumeTakeOverParksFirst(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, _ := tr.leader()
+	ctx, cancel := context.WithCancel(bg())
+	defer cancel()
+	a := leader.Connect("", cancel) // the take-over closes a: its request's context ends
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Connect("", nil).Lock(bg(), lk, "k", 1, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	ch := lockAsync(ctx, a, "k", 30*time.Second)
+	eventually(t, "a queued", func() bool { return queueLen(leader, "k") == 1 })
+	c := leader.Connect("", nil)
+	if held, queued, err := c.Resume(bg(), id, secret); err != nil || held != 0 || queued != 1 {
+		t.Fatalf("resume = %d held, %d queued, %v; want 0, 1", held, queued, err)
+	}
+	if _, err := c.Wait(bg(), lk, "k", 0); !errors.Is(err, core.ErrTimeout) {
+		t.Fatalf("w right after the take-over = %v; want %v (the place, still queued)", err, core.ErrTimeout)
+	}
+	if r := recvLock(t, ch); r.err == nil {
+		t.Fatalf("the taken-over lock answered %v", r.l)
+	}
+}
+
+// A blocking l/sl whose connection ends while its queue place is being
+// proposed still resolves the place: a named session keeps it as a
+// two-phase place that w collects. (The proposal's wait ended with the
+// connection and the place, committed anyway, stayed single-phase,
+// waited for by nobody.)
+func TestConnLockCutWhileProposedIsParked(t *testing.T) {
+	tr := newTestReplicas(t, 3, 0)
+	leader, _ := tr.leader()
+	a := leader.Connect("", nil)
+	id, secret, err := a.Name(bg(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.Connect("", nil).Lock(bg(), lk, "k", 1, 30*time.Second, 0); err != nil {
+		t.Fatal(err)
+	}
+	gone, cancel := context.WithCancel(bg())
+	cancel() // the connection is gone by the time the place is proposed
+	if _, err := a.Lock(gone, lk, "k", 1, 30*time.Second, 30*time.Second); err == nil {
+		t.Fatal("a lock on a gone connection answered")
+	}
+	a.Close(bg())
+	// The proposal was handed to raft before its wait ended.
+	eventually(t, "the place committed", func() bool { return queueLen(leader, "k") == 1 })
+	c := leader.Connect("", nil)
+	if held, queued, err := c.Resume(bg(), id, secret); err != nil || held != 0 || queued != 1 {
+		t.Fatalf("resume = %d held, %d queued, %v; want 0, 1", held, queued, err)
+	}
+	if _, err := c.Wait(bg(), lk, "k", 0); !errors.Is(err, core.ErrTimeout) {
+		t.Fatalf("w after the resume = %v; want %v (the place, kept two-phase)", err, core.ErrTimeout)
+	}
+}

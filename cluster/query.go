@@ -197,28 +197,6 @@ func (s *State) Sessions() []SessionInfo {
 	return out
 }
 
-// BlockedPlaces returns the queue places of named sessions that a
-// blocking `l`/`sl` took (not two-phase), by kind, key and queue order:
-// a new leader parks them, their requests having died with the old
-// leader's connections.
-func (s *State) BlockedPlaces() []PlaceInfo {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []PlaceInfo
-	for kind := range s.keys {
-		for _, name := range sortedNames(s.keys[kind]) {
-			k := s.keys[kind][name]
-			for i := range k.queue {
-				p := &k.queue[i]
-				if ss := s.sessions[p.session]; !p.twoPhase && ss != nil && ss.named {
-					out = append(out, placeInfo(k, p))
-				}
-			}
-		}
-	}
-	return out
-}
-
 // Holders returns every holder, by kind, key and grant order (to arm
 // lease timers after a barrier).
 func (s *State) Holders() []HolderInfo {

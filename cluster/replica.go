@@ -22,8 +22,9 @@ import (
 //
 // A node that becomes leader first waits for a Barrier (it has applied
 // every entry of earlier terms), then arms every lease at its recorded
-// TTL plus Grace and every session as detached for its TTL plus Grace,
-// and only then serves. A lease may so live a little longer across a
+// TTL plus Grace and every session as detached for its TTL plus Grace
+// (a named session's blocked l/sl is kept as a two-phase place, as when
+// its connection drops), and only then serves. A lease may so live a little longer across a
 // failover, never shorter. Renewals are not log entries (unless they
 // change the lease's length, see Retime): they move the leader's timer.
 // When a timer fires the leader proposes Evict naming the exact token,
@@ -185,14 +186,8 @@ func (r *Replica) gainLeadership() {
 	if err := r.await(context.Background(), r.node.Raft().Barrier(30*time.Second)); err != nil {
 		return // not leader any more (a false notice follows), or stopping
 	}
-	// The blocking requests of named sessions died with the old leader's
-	// connections: their places become two-phase ones, as when a named
-	// connection drops, so that the resumed client collects them with
-	// `w`. Before serving, so that no `w` comes first.
-	for _, p := range r.st.BlockedPlaces() {
-		if _, err := r.propose(context.Background(), &Park{Kind: p.Kind, Key: p.Key, Place: p.Place}); err != nil {
-			return // not leader any more, or stopping
-		}
+	if err := r.parkOrphans(); err != nil {
+		return // as above
 	}
 	now := time.Now()
 	holders := r.st.Holders()
@@ -225,6 +220,32 @@ func (r *Replica) gainLeadership() {
 	if r.cfg.OnLeadership != nil {
 		r.cfg.OnLeadership(true)
 	}
+}
+
+// parkOrphans keeps every blocked l/sl of a named session as a two-phase
+// place, as a dropped connection's Park does: the connections that were
+// waiting for them were on an earlier leader, so nobody waits for them
+// here, and a single-phase place would be granted to nobody (its token
+// unknown to its client) while w could not collect it. Places of
+// implicit sessions are dropped with their sessions, a grace from now.
+func (r *Replica) parkOrphans() error {
+	named := make(map[SessionID]bool)
+	for _, s := range r.st.Sessions() {
+		named[s.ID] = s.Named
+	}
+	for _, kind := range []core.Kind{core.KindLock, core.KindSemaphore} {
+		for _, k := range r.st.Keys(kind) {
+			for _, p := range k.Queue {
+				if p.TwoPhase || !named[p.Session] {
+					continue
+				}
+				if _, err := r.propose(context.Background(), &Park{Kind: kind, Key: k.Key, Place: p.Place}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // loseLeadership stops every timer and fails every waiter.

@@ -11,7 +11,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/fs"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/segment"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // Storage is a node's durable raft state under its data directory: the
@@ -59,11 +62,11 @@ func OpenStorage(dir string, segmentSize int, logger hclog.Logger) (*Storage, er
 		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
 	// The WAL's own Close does not close its meta store (raft-wal
-	// v0.4.1), whose file lock would then block a reopen in the same
+	// v0.4.0), whose file lock would then block a reopen in the same
 	// process: own it here and close it after the WAL.
 	meta := &metadb.BoltMetaDB{}
 	w, err := wal.Open(walDir, wal.WithMetaStore(meta), wal.WithSegmentSize(segmentSize),
-		wal.WithLogger(logger.Named("wal")))
+		wal.WithLogger(logger.Named("wal")), wal.WithSegmentFiler(cutTailFiler{segment.NewFiler(walDir, fs.New())}))
 	if err != nil {
 		_ = meta.Close()
 		return nil, fmt.Errorf("cluster: open the raft log in %s: %w", walDir, err)
@@ -109,6 +112,26 @@ func (s *Storage) verify(walDir string) error {
 // Close closes the log, then its meta store.
 func (s *Storage) Close() error {
 	return errors.Join(s.wal.Close(), s.meta.Close())
+}
+
+// cutTailFiler is raft-wal's own segment filer, except that it can read a
+// segment sealed by a tail truncation. raft-wal v0.4.0, when raft clears a
+// log suffix (a follower holding entries a new leader does not have),
+// marks the tail segment sealed in its metadata without writing the
+// segment's index block (hashicorp/raft-wal#31, fixed upstream after
+// v0.4.0): such a segment, committed entries included, could not be read
+// after a restart ("sealed segment has no index block"). It is opened
+// instead as raft-wal opens a tail after a crash, by scanning its frames,
+// which rebuilds the index in memory; the metadata bounds which of its
+// entries the log serves.
+type cutTailFiler struct{ *segment.Filer }
+
+// Open opens a sealed segment for reading.
+func (f cutTailFiler) Open(info types.SegmentInfo) (types.SegmentReader, error) {
+	if info.IndexStart == 0 && !info.SealTime.IsZero() {
+		return f.Filer.RecoverTail(info)
+	}
+	return f.Filer.Open(info)
 }
 
 // HasState reports whether the storage holds raft state already (a node

@@ -163,3 +163,54 @@ func TestStorageCorruptSealedSegmentRefused(t *testing.T) {
 	s = openStorage(t, dir, 8<<10)
 	s.Close()
 }
+
+// A follower whose log tail is cut back (raft clears a suffix that a new
+// leader does not have) must restart: raft-wal v0.4.0 marks the cut
+// segment sealed without writing its index block (hashicorp/raft-wal#31),
+// and its committed entries could then not be read back.
+func TestStorageReopensAfterTailTruncation(t *testing.T) {
+	dir := t.TempDir()
+	s := openStorage(t, dir, 0)
+	storeEntries(t, s, 1, 20)
+	if err := s.Log.DeleteRange(16, 20); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(16); i <= 30; i++ { // the new leader's entries
+		if err := s.Log.StoreLogs([]*raft.Log{newTermEntry(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStorage(t, dir, 0)
+	var l raft.Log
+	for i := uint64(1); i <= 30; i++ {
+		if err := s.Log.GetLog(i, &l); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		want := walEntry(i)
+		if i >= 16 {
+			want = newTermEntry(i)
+		}
+		if !bytes.Equal(l.Data, want.Data) || l.Term != want.Term {
+			t.Fatalf("entry %d: data %x, want %x", i, l.Data, want.Data)
+		}
+	}
+	// And again, with the cut segment now behind the tail.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStorage(t, dir, 0)
+	defer s.Close()
+	if last, _ := s.Log.LastIndex(); last != 30 {
+		t.Fatalf("last index %d after a second reopen, want 30", last)
+	}
+	if err := s.Log.GetLog(10, &l); err != nil {
+		t.Fatalf("entry 10 after a second reopen: %v", err)
+	}
+}
+
+func newTermEntry(i uint64) *raft.Log {
+	return &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i), 2}, 60)}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 
@@ -66,6 +67,8 @@ type RunCmd struct {
 	JSON             bool     `name:"json" help:"Print results as JSON."`
 	CPUProfile       string   `name:"cpuprofile" placeholder:"FILE" help:"Write a CPU profile of this process (with --local or --matrix it includes the in-process server) to FILE."`
 	Progress         string   `name:"progress" enum:"auto,on,off" default:"auto" help:"Progress bar on stderr for runs over two seconds: auto (only when stderr is a terminal), on, off."`
+
+	clusterFlags `embed:""`
 }
 
 // usageError is an invalid flag (exit status 2).
@@ -145,8 +148,11 @@ func (c *RunCmd) config() (bench.Config, error) {
 		Limit: c.Limit, Connections: c.Connections, Pipeline: c.Pipeline, Listeners: c.Listeners,
 		SignalWindow: c.Window, PayloadSize: c.PayloadSize,
 	}
-	if len(c.Mode) != 1 && !c.Matrix {
-		return cfg, usagef("--mode takes one mode unless --matrix is set")
+	if err := c.validateCluster(); err != nil {
+		return cfg, err
+	}
+	if len(c.Mode) != 1 && !c.Matrix && c.Cluster == 0 {
+		return cfg, usagef("--mode takes one mode unless --matrix or --cluster is set")
 	}
 	for _, m := range c.Mode {
 		if !validMode(m) {
@@ -167,8 +173,8 @@ func (c *RunCmd) config() (bench.Config, error) {
 		return cfg, &usageError{err}
 	}
 	cfg.Transport.TLS = tlsCfg
-	if c.Local || c.Matrix {
-		// In-process servers: their endpoints are known once started.
+	if c.Local || c.Matrix || c.Cluster > 0 {
+		// In-process servers (or the cluster's): their endpoints are known once started.
 		cfg.Servers = []transport.Endpoint{{Transport: c.localTransport(), Addr: "in-process"}}
 		if err := cfg.Validate(); err != nil {
 			return cfg, &usageError{err}
@@ -261,6 +267,9 @@ func (c *RunCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	if c.Matrix {
 		return c.runMatrix(ctx, cfg, stdout, stderr)
 	}
+	if c.Cluster > 0 {
+		return c.runCluster(ctx, cfg, stdout, stderr)
+	}
 	if c.Local {
 		srv, err := bench.StartLocal(ctx, c.localTransport(), bench.KindDflockd)
 		if err != nil {
@@ -289,6 +298,14 @@ func (c *RunCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprint(stdout, table.String())
+	if c.Plot != "" {
+		f := filepath.Join(c.Plot, fmt.Sprintf("latency-%s-%s.%s", res.Transport, res.Mode, c.PlotFormat))
+		if err := bench.PlotLatency(f, fmt.Sprintf("%s %s, %d workers: latency percentiles", res.Transport, res.Mode, res.Workers),
+			[]bench.CurveSeries{{Name: "dflockd", Curve: res.Latency.Curve}}); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: chart: %s\n", f)
+	}
 	return c.writeReport(table.String())
 }
 
@@ -319,6 +336,16 @@ func (c *RunCmd) runBaseline(ctx context.Context, cfg bench.Config, stdout io.Wr
 	fmt.Fprintf(&b, "efficiency %.3f (dflockd %.0f ops/s ÷ echo %.0f ops/s, %d alternating runs each); p99 %.2f× echo\n",
 		cmp.Efficiency, cmp.Dflockd.Throughput, cmp.Echo.Throughput, cmp.Repeats, cmp.P99Ratio)
 	fmt.Fprint(stdout, b.String())
+	if c.Plot != "" {
+		f := filepath.Join(c.Plot, fmt.Sprintf("latency-%s-%s.%s", name, cfg.Mode, c.PlotFormat))
+		title := fmt.Sprintf("%s %s, %d workers: latency percentiles", name, cfg.Mode, cfg.Workers)
+		if err := bench.PlotLatency(f, title, []bench.CurveSeries{
+			{Name: "dflockd", Curve: cmp.Dflockd.Latency.Curve},
+			{Name: "echo baseline", Curve: cmp.Echo.Latency.Curve, Colour: 1, Dashed: true},
+		}); err != nil {
+			return err
+		}
+	}
 	return c.writeReport(b.String())
 }
 
@@ -352,6 +379,13 @@ func (c *RunCmd) runMatrix(ctx context.Context, cfg bench.Config, stdout, stderr
 		return err
 	}
 	fmt.Fprint(stdout, b.String())
+	if c.Plot != "" {
+		files, err := bench.MatrixCharts(c.Plot, c.PlotFormat, rows)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "bench: charts: %s\n", strings.Join(files, ", "))
+	}
 	return c.writeReport(b.String())
 }
 

@@ -139,10 +139,15 @@ const (
 	// whose deadline has passed is ended and its owner released. It
 	// applies to every key.
 	OpExpireSessions
+	// OpTick is a reading of the real clock for the cluster model
+	// (ClusterModel): Input.At is the time of the reading and Input.Next
+	// that of the next one, so every operation linearized between the two
+	// took effect within [At, Next]. It applies to every key.
+	OpTick
 )
 
 var opNames = [...]string{"acquire", "release", "renew", "enqueue", "wait", "advance", "sweep", "expiredue", "disconnect", "evict",
-	"join", "session", "resume", "bye", "expiresessions"}
+	"join", "session", "resume", "bye", "expiresessions", "tick"}
 
 // String returns the operation's name.
 func (k OpKind) String() string {
@@ -183,6 +188,12 @@ type Input struct {
 	D time.Duration
 	// SID and Secret are the arguments of OpResume.
 	SID, Secret string
+	// Owner is the owner an operation of the cluster model acts for: a
+	// named session's number, or the connection's own (unnamed); 0 in
+	// the single-node model, which derives owners from connections.
+	Owner int
+	// At and Next bracket an OpTick (times since the run's start).
+	At, Next time.Duration
 }
 
 // Output is the answer of one operation.
@@ -948,6 +959,8 @@ func Describe(in Input, out Output) string {
 	switch in.Op {
 	case OpAdvance:
 		return fmt.Sprintf("advance %v", in.D)
+	case OpTick:
+		return fmt.Sprintf("tick %v..%v", in.At, in.Next)
 	case OpSweep, OpExpireDue, OpExpireSessions:
 		return in.Op.String()
 	case OpEvict, OpJoin:
