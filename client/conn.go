@@ -45,6 +45,10 @@ type Conn struct {
 	dec  *protocol.Decoder
 	buf  []byte
 	recv func() (protocol.Response, error) // returns the next answer
+	// leader: the Conn was dialled to a cluster's leader; a plain
+	// `error` answer is then checked for a node that stopped leading
+	// (see roundTrip).
+	leader bool
 
 	closed    atomic.Bool // set as soon as Close or abort starts
 	closeOnce sync.Once
@@ -61,7 +65,26 @@ type Conn struct {
 //
 // A refused token yields an error wrapping ErrAuth. Failing to connect,
 // or a failed TLS or auth handshake, yields a *DialError.
+//
+// To connect to a replicated cluster, list its members in opts.Cluster
+// and leave addr empty, or give them in addr separated by commas
+// ("10.0.0.1:6388,10.0.0.2:6388,10.0.0.3:6388"): Dial then asks the
+// members who leads and connects to the leader (see "Clusters" in the
+// package documentation). When no leader can be reached the error is a
+// *NoLeaderError.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
+	members, err := clusterMembers(addr, opts)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial: %w", err)
+	}
+	if members != nil {
+		return dialCluster(ctx, members, opts)
+	}
+	return dialServer(ctx, addr, opts)
+}
+
+// dialServer is Dial of one server.
+func dialServer(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	if opts.AuthToken != "" {
 		if err := checkAuthToken(opts.AuthToken); err != nil {
 			return nil, err
@@ -281,6 +304,13 @@ func (c *Conn) roundTrip(ctx context.Context, cmd protocol.Command, key, arg str
 		c.close() // the server closes these connections
 	}
 	if !want.matches(&resp) {
+		if c.leader && resp.Status == protocol.StatusError && needsLeader(cmd) && c.leaderGone() {
+			// The node refused the request because it no longer leads
+			// (and closed the connection): a connection failure, after
+			// which the caller finds the new leader.
+			c.abort()
+			return protocol.Response{}, &connError{fmt.Errorf("client: %s %s on %s: %w", cmd, key, c.name, errNotLeader)}
+		}
 		return resp, replyError(cmd, key, &resp)
 	}
 	return resp, nil

@@ -28,6 +28,52 @@
 // more stream on an existing QUIC connection (transport.DialQUIC), so many
 // sessions can share one QUIC handshake and UDP socket.
 //
+// # Clusters
+//
+// A replicated dflockd cluster (dflockd --data-dir --peers) is one lock
+// service spread over three or five nodes, of which one, the leader,
+// serves. Name its members rather than one server: Lock.Cluster and
+// Semaphore.Cluster, Options.Cluster for Dial and NewSignalConn, or, in
+// any address argument and in each Servers entry, the member addresses
+// separated by commas ("10.0.0.1:6388,10.0.0.2:6388,10.0.0.3:6388"; one
+// member alone ends with a comma: "10.0.0.1:6388,"). Give them all: the
+// client reaches the cluster only through the addresses given (and the
+// leader's endpoints they name), so a member given alone that dies takes
+// the cluster out of reach.
+//
+// To connect, the client asks every member at once for its view of the
+// cluster (the `cluster` request, Conn.ClusterStatus), and dials the
+// leader's client endpoint: one of the transport the members are given
+// with (the address's scheme, Options.Transport, or tls with Options.TLS),
+// else the first one this client can dial; if that fails, the member
+// that named the leader, which relays the connection to it. While members
+// answer but know no leader (an election), it tries again with back-off
+// within the dial timeout.
+//
+// When the leader dies or hands leadership over, its connections (and
+// relays through it) close, and a node that stops leading answers
+// `error` and closes: the client takes either as a dropped connection,
+// finds the new leader the same way (back-off 50ms doubling to 1s) and
+// resumes its session there, as it does after any drop (see Sessions):
+// held locks stay held with the same token and fence and are renewed on
+// the new leader, blocked Acquires keep their places in the queue, in
+// order, and Lost fires only when the lease or the session is really
+// gone. A SignalConn with WithReconnect listens again on the new leader
+// (signals are best effort across a failover).
+//
+// Servers shards keys over independent servers or clusters: with
+// Servers: []string{"a1,a2,a3", "b1,b2,b3"}, each key lives on one of two
+// clusters, chosen by ShardFunc.
+//
+// Errors: when no leader can be reached — every member unreachable,
+// those that answer knowing no leader within the dial timeout (a lost
+// majority), or the leader they name unreachable — Dial, Acquire and the
+// other calls that connect return a *NoLeaderError, which matches
+// ErrNoLeader and lists each address tried with what it said. That is
+// distinct from not acquiring the lock in time (Acquire reports false),
+// and from a refused auth token (ErrAuth) or a TLS certificate that does
+// not verify, which are returned at once rather than retried.
+//
 // # Contexts
 //
 // Every call that talks to the server takes a context. When the context
@@ -65,8 +111,9 @@
 //
 // Leases do not stop while the connection is away: a lease shorter than
 // the outage ends as usual, and the next renewal reports it lost. A
-// session is tied to the server that named it: a restarted server does
-// not know it (the resume is refused and Lost fires). A server without
+// session is tied to the server that named it: a restarted in-memory
+// server does not know it (the resume is refused and Lost fires), while a
+// replicated one (--data-dir) or a cluster keeps it. A server without
 // the extension (dflockd 1.x) answers `error` to session; Lock and
 // Semaphore then work as they did there, where a dropped connection loses
 // the lock.

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log"
 	"net"
@@ -249,4 +250,40 @@ func ExampleFenceFromToken() {
 	}
 	fmt.Println(fence)
 	// Output: 1234
+}
+
+// A lock on a replicated cluster: the client finds the leader among the
+// members and follows it through failovers, keeping the lock.
+func ExampleLock_cluster() {
+	ctx := context.Background()
+	l := &client.Lock{
+		Key:     "nightly-report",
+		Cluster: []string{"10.0.0.1:6388", "10.0.0.2:6388", "10.0.0.3:6388"},
+	}
+	ok, err := l.Acquire(ctx)
+	var nl *client.NoLeaderError
+	switch {
+	case errors.As(err, &nl):
+		log.Printf("cluster down: %v (%d members answered)", err, nl.Reachable())
+		return
+	case errors.Is(err, client.ErrAuth):
+		log.Fatal("wrong auth token")
+	case err != nil:
+		log.Fatal(err)
+	case !ok:
+		log.Print("busy: not acquired within 10s")
+		return
+	}
+	defer l.Release(ctx)
+	// ... work, watching l.Lost() ...
+}
+
+// Keys sharded over two clusters: each Servers entry lists one
+// cluster's members.
+func ExampleLock_shardedClusters() {
+	l := &client.Lock{Key: "job-42", Servers: []string{
+		"10.0.1.1:6388,10.0.1.2:6388,10.0.1.3:6388",
+		"10.0.2.1:6388,10.0.2.2:6388,10.0.2.3:6388",
+	}}
+	_ = l
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/leakcheck"
+	"github.com/dflockd/dflockd/internal/testcluster"
 	"github.com/dflockd/dflockd/internal/testserver"
 	"github.com/dflockd/dflockd/server"
 )
@@ -19,7 +20,10 @@ var transports = []string{"tcp", "tls", "unix", "quic"}
 // TestMain fails the run if a goroutine outlives the tests: every
 // renewal, reader and heartbeat goroutine must be owned and stopped
 // (go.uber.org/goleak, retried patiently by leakcheck).
-func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
+//
+// A wait on a raft future stranded by a killed cluster node stays
+// until the process exits (testcluster.IgnoreStrandedFutures).
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m, testcluster.IgnoreStrandedFutures)) }
 
 // testServer is an in-process dflockd server on one loopback listener.
 type testServer struct {

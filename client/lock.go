@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,7 +44,8 @@ const (
 const raceReleaseTimeout = 2 * time.Second
 
 // Lock is a distributed mutex on one key, held through a connection of
-// its own to the server that owns the key. Set the fields, then call
+// its own to the server that owns the key (or to the leader of the
+// cluster that owns it: see Cluster). Set the fields, then call
 // Acquire (or Enqueue and Wait); while the lock is held its lease is
 // renewed in the background on the same connection, until Release or
 // Close. Zero fields take the documented defaults.
@@ -73,10 +75,20 @@ type Lock struct {
 	// default). Each renewal asks for it again.
 	LeaseTTL int
 	// Servers lists the servers the keys are sharded over (empty =
-	// DefaultServer, "127.0.0.1:6388"). Entries are addresses as for Dial:
-	// "host:port" or endpoint URLs such as "tls://host:port" and
-	// "unix:///run/dflockd.sock".
+	// DefaultServer, "127.0.0.1:6388", unless Cluster is set). Entries
+	// are addresses as for Dial: "host:port" or endpoint URLs such as
+	// "tls://host:port" and "unix:///run/dflockd.sock". An entry that
+	// lists several addresses separated by commas is one replicated
+	// cluster, its members (one member given alone: end it with a
+	// comma): to shard keys over three clusters, give three such entries
+	// (see "Clusters" in the package documentation).
 	Servers []string
+	// Cluster lists the members of one replicated cluster that holds
+	// every key: the client finds its leader and follows it through
+	// failovers (see "Clusters" in the package documentation). It is
+	// the same as Servers with one entry listing the members separated
+	// by commas; set one or the other, not both.
+	Cluster []string
 	// ShardFunc picks the server for Key (nil = CRC32Shard).
 	ShardFunc ShardFunc
 	// RenewRatio is the fraction of the lease after which it is renewed
@@ -133,12 +145,14 @@ type Semaphore struct {
 	// Limit is the number of slots; it must be at least 1, and every user
 	// of Key must pass the same limit (else ErrLimitMismatch).
 	Limit int
-	// AcquireTimeout, LeaseTTL, Servers, ShardFunc, RenewRatio,
-	// RenewJitter, TLSConfig, AuthToken, Name, Transport, DialTimeout,
-	// OnRenewError, NoSession and SessionTTL are as for Lock.
+	// AcquireTimeout, LeaseTTL, Servers, Cluster, ShardFunc,
+	// RenewRatio, RenewJitter, TLSConfig, AuthToken, Name, Transport,
+	// DialTimeout, OnRenewError, NoSession and SessionTTL are as for
+	// Lock.
 	AcquireTimeout time.Duration
 	LeaseTTL       int
 	Servers        []string
+	Cluster        []string
 	ShardFunc      ShardFunc
 	RenewRatio     float64
 	RenewJitter    float64
@@ -242,7 +256,11 @@ func (l *Lock) Token() string { return l.h.currentToken() }
 func (l *Lock) Lost() <-chan struct{} { return l.h.lostChan() }
 
 func (l *Lock) config() (resourceConfig, error) {
-	return newResourceConfig(false, l.Key, 1, l.AcquireTimeout, l.LeaseTTL, l.Servers, l.ShardFunc,
+	servers, err := shards(l.Servers, l.Cluster)
+	if err != nil {
+		return resourceConfig{}, err
+	}
+	return newResourceConfig(false, l.Key, 1, l.AcquireTimeout, l.LeaseTTL, servers, l.ShardFunc,
 		l.RenewRatio, l.RenewJitter, Options{TLS: l.TLSConfig, AuthToken: l.AuthToken, Name: l.Name, Transport: l.Transport, DialTimeout: l.DialTimeout},
 		l.OnRenewError, !l.NoSession, l.SessionTTL)
 }
@@ -286,9 +304,39 @@ func (s *Semaphore) config() (resourceConfig, error) {
 	if err := checkLimit(s.Limit); err != nil {
 		return resourceConfig{}, err
 	}
-	return newResourceConfig(true, s.Key, s.Limit, s.AcquireTimeout, s.LeaseTTL, s.Servers, s.ShardFunc,
+	servers, err := shards(s.Servers, s.Cluster)
+	if err != nil {
+		return resourceConfig{}, err
+	}
+	return newResourceConfig(true, s.Key, s.Limit, s.AcquireTimeout, s.LeaseTTL, servers, s.ShardFunc,
 		s.RenewRatio, s.RenewJitter, Options{TLS: s.TLSConfig, AuthToken: s.AuthToken, Name: s.Name, Transport: s.Transport, DialTimeout: s.DialTimeout},
 		s.OnRenewError, !s.NoSession, s.SessionTTL)
+}
+
+// shards returns the list of shards of Servers and Cluster: Cluster is
+// one shard, its members joined by commas.
+func shards(servers, cluster []string) ([]string, error) {
+	if len(cluster) == 0 {
+		return servers, nil
+	}
+	if len(servers) > 0 {
+		return nil, invalid("Servers and Cluster are both set: list clusters in Servers, one entry each, its members separated by commas")
+	}
+	for _, m := range cluster {
+		if strings.TrimSpace(m) == "" || strings.Contains(m, ",") {
+			return nil, invalid("cluster member %q: want one address", m)
+		}
+	}
+	// A trailing comma keeps a cluster of one member a cluster.
+	return []string{strings.Join(cluster, ",") + ","}, nil
+}
+
+// dial connects to cfg's server, or to the leader of cfg's cluster.
+func (c resourceConfig) dial(ctx context.Context) (*Conn, error) {
+	if len(c.opts.Cluster) > 0 {
+		return Dial(ctx, "", c.opts)
+	}
+	return Dial(ctx, c.server, c.opts)
 }
 
 // resourceConfig is a validated snapshot of a Lock's or Semaphore's
@@ -353,8 +401,14 @@ func newResourceConfig(sem bool, key string, limit int, timeout time.Duration, l
 	if i < 0 || i >= len(servers) {
 		return resourceConfig{}, invalid("ShardFunc returned %d for %d servers", i, len(servers))
 	}
+	server := servers[i]
+	if strings.Contains(server, ",") {
+		// A cluster: its members, for Options.Cluster.
+		server = strings.TrimSuffix(server, ",")
+		opts.Cluster = strings.Split(server, ",")
+	}
 	cfg := resourceConfig{
-		sem: sem, key: key, limit: limit, timeout: timeout, server: servers[i],
+		sem: sem, key: key, limit: limit, timeout: timeout, server: server,
 		opts: opts, ratio: ratio, jitter: jitter, onError: onError,
 		session: session, sessionTTL: sessionTTL,
 	}
@@ -483,35 +537,87 @@ func goodbye(ctx context.Context, c *Conn, sess *Session, cfg resourceConfig) er
 // acquisition.
 func (h *holder) dial(ctx context.Context, cfg resourceConfig) (*Conn, error) {
 	_ = h.end()
-	c, err := Dial(ctx, cfg.server, cfg.opts)
+	c, sess, err := h.open(ctx, cfg)
 	if err != nil {
 		return nil, err
-	}
-	h.mu.Lock()
-	named := cfg.session && !h.noSession
-	h.mu.Unlock()
-	var sess *Session
-	if named {
-		s, err := c.Session(ctx, cfg.sessionTTL)
-		switch {
-		case err == nil:
-			sess = &s
-		case errors.Is(err, ErrUnsupported):
-			// A server without sessions (1.x): the lock works as there,
-			// tied to the connection. Remembered for this Lock.
-			h.mu.Lock()
-			h.noSession = true
-			h.mu.Unlock()
-		default:
-			c.Close()
-			return nil, err
-		}
 	}
 	h.mu.Lock()
 	h.conn, h.cfg, h.sess = c, cfg, sess
 	h.gen, h.genCancel = context.WithCancel(context.Background())
 	h.mu.Unlock()
 	return c, nil
+}
+
+// restart ends the session of c, the current connection, with bye (which
+// releases what it holds) and replaces it by a new connection and
+// session.
+func (h *holder) restart(ctx context.Context, c *Conn, cfg resourceConfig) (*Conn, error) {
+	if err := c.Bye(ctx); err != nil {
+		c.Close()
+		return c, err
+	}
+	nc, sess, err := h.open(ctx, cfg)
+	if err != nil {
+		return c, err
+	}
+	h.mu.Lock()
+	current := h.conn == c
+	if current {
+		h.conn, h.sess = nc, sess
+	}
+	h.mu.Unlock()
+	if !current {
+		_ = goodbye(ctx, nc, sess, cfg)
+		return c, fmt.Errorf("client: reconnect: %w", ErrClosed)
+	}
+	return nc, nil
+}
+
+// open dials cfg's server and names its session unless that is off. A
+// cluster's leader that stops leading before it answers (the connection
+// fails) is looked for again, with back-off, within the dial timeout.
+func (h *holder) open(ctx context.Context, cfg resourceConfig) (*Conn, *Session, error) {
+	var until time.Time
+	if d := cfg.opts.dialTimeout(); d > 0 {
+		until = time.Now().Add(d)
+	}
+	backoff := reconnectMinBackoff
+	for {
+		c, err := cfg.dial(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.mu.Lock()
+		named := cfg.session && !h.noSession
+		h.mu.Unlock()
+		if !named {
+			return c, nil, nil
+		}
+		s, err := c.Session(ctx, cfg.sessionTTL)
+		switch {
+		case err == nil:
+			return c, &s, nil
+		case errors.Is(err, ErrUnsupported):
+			// A server without sessions (1.x): the lock works as there,
+			// tied to the connection. Remembered for this Lock.
+			h.mu.Lock()
+			h.noSession = true
+			h.mu.Unlock()
+			return c, nil, nil
+		}
+		c.Close()
+		if !c.leader || !isConnError(err) || ctx.Err() != nil || (!until.IsZero() && time.Now().After(until)) {
+			return nil, nil, err
+		}
+		t := time.NewTimer(backoff - time.Duration(rand.Int64N(int64(backoff)/4+1)))
+		backoff = min(2*backoff, reconnectMaxBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, nil, fmt.Errorf("client: dial %s: %w", cfg.server, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
 }
 
 // abandon ends an acquisition whose request on c failed: with a session,
@@ -545,7 +651,7 @@ func (h *holder) abandon(ctx context.Context, c *Conn, cfg resourceConfig, resp 
 func releaseRaced(ctx context.Context, cfg resourceConfig, token string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), raceReleaseTimeout)
 	defer cancel()
-	c, err := Dial(ctx, cfg.server, cfg.opts)
+	c, err := cfg.dial(ctx)
 	if err != nil {
 		return
 	}
@@ -663,7 +769,7 @@ func resumeSession(ctx context.Context, cfg resourceConfig, sess Session, deadli
 				cfg.server, expired, sess.TTL, lastErr)
 		}
 		actx, cancel := context.WithDeadline(ctx, deadline)
-		c, err := Dial(actx, cfg.server, cfg.opts)
+		c, err := cfg.dial(actx)
 		if err == nil {
 			var held, queued int
 			held, queued, err = c.Resume(actx, sess.ID, sess.Secret)
@@ -674,7 +780,7 @@ func resumeSession(ctx context.Context, cfg resourceConfig, sess Session, deadli
 			c.Close()
 		}
 		cancel()
-		if errors.Is(err, ErrAuth) || errors.Is(err, ErrInvalid) || isAnswer(err) {
+		if final(err) || isAnswer(err) {
 			return nil, 0, 0, fmt.Errorf("client: reconnect to %s: %w", cfg.server, err)
 		}
 		if ctx.Err() != nil {
@@ -706,8 +812,18 @@ func (h *holder) await(ctx context.Context, c *Conn, cfg resourceConfig, timeout
 		left := max(timeout-time.Since(start), 0)
 		if held+queued > 0 {
 			resp, err = c.wait(ctx, cfg.sem, cfg.key, left)
-			if st := answerStatus(err); st != protocol.StatusErrNotEnqueued && st != protocol.StatusErrLeaseExpired {
+			st := answerStatus(err)
+			if st != protocol.StatusErrNotEnqueued && st != protocol.StatusErrLeaseExpired {
 				continue
+			}
+			if held > 0 && st == protocol.StatusErrNotEnqueued {
+				// The session holds a slot it cannot collect: a grant
+				// whose answer was lost (a cluster's leader died
+				// between the grant and the answer). Ending the session
+				// releases it; a new one asks again.
+				if c, err = h.restart(ctx, c, cfg); err != nil {
+					return c, protocol.Response{}, err
+				}
 			}
 		}
 		// The place is gone: the request never reached the server, or
@@ -804,14 +920,22 @@ func (h *holder) release(ctx context.Context) error {
 	var err error
 	if a.token != "" {
 		err = c.release(ctx, a.cfg.sem, a.cfg.key, a.token)
-		if a.sess != nil && (isConnError(err) || errors.Is(err, ErrClosed)) && ctx.Err() == nil {
+		for a.sess != nil && (isConnError(err) || errors.Is(err, ErrClosed)) && ctx.Err() == nil {
 			// The connection dropped (maybe while the renewal was
 			// reconnecting): take the session over to release.
-			nc, _, _, rerr := resumeSession(ctx, a.cfg, *a.sess, time.Now().Add(a.sess.TTL), ErrSessionGone)
+			nc, held, _, rerr := resumeSession(ctx, a.cfg, *a.sess, time.Now().Add(a.sess.TTL), ErrSessionGone)
 			if rerr != nil {
 				return rerr
 			}
 			c = nc
+			if held == 0 {
+				// The release took effect before the connection dropped
+				// (a cluster's leader died before answering it): had
+				// the lease run out, the renewal would have reported it
+				// lost and there would be no token to release.
+				err = nil
+				break
+			}
 			err = c.release(ctx, a.cfg.sem, a.cfg.key, a.token)
 		}
 	}

@@ -49,6 +49,13 @@ type Options struct {
 	// handshakes (0 = DefaultDialTimeout, 10s; negative = only the
 	// context bounds it).
 	DialTimeout time.Duration
+	// Cluster, when set, lists the client addresses of the members of
+	// one replicated dflockd cluster (addresses as for Dial; give them
+	// all: the leader is found through whichever answers). Dial, and NewSignalConn,
+	// then take an empty address, ask the members who leads and connect
+	// to the leader; see "Clusters" in the package documentation. Every
+	// member is reached with the same Transport, TLS and AuthToken.
+	Cluster []string
 	// QUIC, when set, makes Dial open the connection as a new stream of
 	// this QUIC connection instead of dialling; the address and Transport
 	// are then ignored. Closing the Conn closes only its stream; closing

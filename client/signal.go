@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -357,7 +356,7 @@ func (s *SignalConn) redial(cause error) (*sigLink, error) {
 			if s.ctx.Err() != nil {
 				return nil, ErrClosed
 			}
-			if errors.Is(err, ErrAuth) || errors.Is(err, ErrInvalid) {
+			if final(err) {
 				return nil, err
 			}
 			lastErr = err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ import (
 // command.
 type CLI struct {
 	Server        []string `name:"server" short:"s" default:"127.0.0.1:6388" sep:"," envvar:"DFLOCKD_SERVER" placeholder:"ADDR" help:"Server address: host[:port] (port 6388 when omitted), a socket path (/run/dflockd.sock, ./d.sock), or a URL: tcp://, tls://host:port, unix:///path.sock, quic://host:port. lock and semaphore accept several (comma-separated) and pick one by the CRC-32 of the key, like the other clients."`
+	Cluster       []string `name:"cluster" sep:"none" envvar:"DFLOCKD_CLUSTER" placeholder:"ADDR,ADDR,..." help:"The client addresses of the members of one replicated cluster, comma-separated (addresses as for --server; give them all: the leader is found through whichever answers). lock and semaphore follow its leader through failovers; the cluster commands talk to it; signal, listen, stats, inspect and top talk to its leader. lock and semaphore accept the flag several times: keys are then sharded over those clusters as over --server addresses. Not with --server."`
 	Transport     string   `name:"transport" envvar:"DFLOCKD_TRANSPORT" placeholder:"NAME" help:"Transport for addresses without a scheme (${transports}); default tcp, or tls when a TLS flag is set."`
 	AuthToken     string   `name:"auth-token" envvar:"DFLOCKD_AUTH_TOKEN" placeholder:"TOKEN" help:"Shared secret, if the server requires one (trimmed)."`
 	AuthTokenFile string   `name:"auth-token-file" envvar:"DFLOCKD_AUTH_TOKEN_FILE" placeholder:"FILE" help:"File holding the shared secret (trimmed); keeps it out of the process list."`
@@ -40,13 +42,14 @@ type CLI struct {
 	CommandTimeout duration         `name:"command-timeout" default:"10s" placeholder:"DURATION" help:"How long to wait for the server's answer to a request (default 10s; 0 = no limit). A lock or semaphore wait may take --timeout plus this; with --timeout forever it is not bounded."`
 	Version        kong.VersionFlag `name:"version" help:"Print the version and exit."`
 
-	Lock      LockCmd      `cmd:"" help:"Run a command while holding a lock."`
-	Semaphore SemaphoreCmd `cmd:"" help:"Run a command while holding one slot of a semaphore."`
-	Signal    SignalCmd    `cmd:"" help:"Send a signal and print how many listeners received it."`
-	Listen    ListenCmd    `cmd:"" help:"Print signals matching a pattern, one \"channel payload\" line each, until interrupted."`
-	Stats     StatsCmd     `cmd:"" help:"Show the server's locks, semaphores, idle keys, signal channels and clients."`
-	Inspect   InspectCmd   `cmd:"" help:"Show who holds a lock or semaphore key and who waits for it, in queue order."`
-	Top       TopCmd       `cmd:"" help:"Live view of the server: connections, ops/s, held, waiting, longest queues, oldest holders."`
+	Lock       LockCmd      `cmd:"" help:"Run a command while holding a lock."`
+	Semaphore  SemaphoreCmd `cmd:"" help:"Run a command while holding one slot of a semaphore."`
+	Signal     SignalCmd    `cmd:"" help:"Send a signal and print how many listeners received it."`
+	Listen     ListenCmd    `cmd:"" help:"Print signals matching a pattern, one \"channel payload\" line each, until interrupted."`
+	Stats      StatsCmd     `cmd:"" help:"Show the server's locks, semaphores, idle keys, signal channels and clients."`
+	Inspect    InspectCmd   `cmd:"" help:"Show who holds a lock or semaphore key and who waits for it, in queue order."`
+	Top        TopCmd       `cmd:"" help:"Live view of the server: connections, ops/s, held, waiting, longest queues, oldest holders."`
+	ClusterOps ClusterCmd   `cmd:"" name:"cluster" help:"Show a replicated cluster's members, add or remove one, move leadership."`
 
 	Completion completion.Cmd `cmd:"" help:"Print a shell completion script (bash, zsh, fish)."`
 
@@ -75,7 +78,9 @@ const holdHelp = `Acquires the %[1]s, runs COMMAND (or -c STRING through sh -c) 
 held and releases it when COMMAND exits. The lease is renewed in the
 background. If the connection drops, dflockctl reconnects and resumes its
 session: the server keeps the %[1]s (and a place in the queue) for the
-session TTL, 15s unless configured, so COMMAND carries on. If the lease is
+session TTL, 15s unless configured, so COMMAND carries on. With --cluster
+it also follows the cluster's leader: when the leader dies, dflockctl
+finds the new one and resumes its session there. If the lease is
 lost anyway (server unreachable for longer than that, lease expired, a
 server without sessions), COMMAND gets SIGTERM and, --kill-after later,
 SIGKILL. SIGINT, SIGTERM and SIGHUP are
@@ -243,6 +248,9 @@ func parse(args []string, getenv func(string) string, stdout, stderr io.Writer) 
 		return nil, usagef("%w (see dflockctl --help)", err)
 	}
 	cli.command = kctx.Selected().Name
+	if p := kctx.Selected().Parent; p != nil && p.Name == "cluster" {
+		cli.command = "cluster " + cli.command
+	}
 	if err := cli.validate(); err != nil {
 		return nil, err
 	}
@@ -268,11 +276,28 @@ func (c *CLI) validate() error {
 			return usagef("--server: empty address in %q", strings.Join(c.Server, ","))
 		}
 	}
+	for _, s := range c.Cluster {
+		for _, a := range strings.Split(s, ",") {
+			if strings.TrimSpace(a) == "" {
+				return usagef("--cluster: empty address in %q", s)
+			}
+		}
+	}
+	if len(c.Cluster) > 0 && c.env.explicit("server") {
+		return usagef("give --cluster or --server, not both")
+	}
+	cluster := strings.HasPrefix(c.command, "cluster ")
 	switch c.command {
 	case "signal", "listen", "stats", "inspect", "top":
-		if len(c.Server) > 1 {
-			return usagef("%s talks to one server; --server lists %d", c.command, len(c.Server))
+		if len(c.Cluster) > 1 {
+			return usagef("%s talks to one cluster; --cluster is given %d times", c.command, len(c.Cluster))
 		}
+		if len(c.Server) > 1 && len(c.Cluster) == 0 {
+			return usagef("%s talks to one server; --server lists %d (for a cluster's members, use --cluster)", c.command, len(c.Server))
+		}
+	}
+	if cluster && len(c.Cluster) > 1 {
+		return usagef("%s talks to one cluster; --cluster is given %d times", c.command, len(c.Cluster))
 	}
 	if c.Name != "" && !protocol.ValidName([]byte(c.Name)) {
 		return usagef("--name %q: want 1 to %d bytes of printable ASCII, without leading or trailing space", c.Name, protocol.MaxName)
@@ -284,7 +309,7 @@ func (c *CLI) validate() error {
 		return usagef("--tls-cert and --tls-key must be given together")
 	}
 	if c.tlsWanted() {
-		for _, s := range c.Server {
+		for _, s := range slices.Concat(c.Server, c.clusterMembers()) {
 			if name := c.transportOf(s); name == "tcp" || name == "unix" {
 				return usagef("TLS flags given, but %q uses the %s transport (use tls:// or quic://)", s, name)
 			}

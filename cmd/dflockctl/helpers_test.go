@@ -17,6 +17,7 @@ import (
 	"github.com/dflockd/dflockd/client"
 	"github.com/dflockd/dflockd/core"
 	"github.com/dflockd/dflockd/internal/leakcheck"
+	"github.com/dflockd/dflockd/internal/testcluster"
 	"github.com/dflockd/dflockd/internal/testutil"
 	"github.com/dflockd/dflockd/server"
 )
@@ -24,7 +25,10 @@ import (
 // TestMain fails the run if a goroutine of dflockctl, the client, the
 // server or the engine (or anything else) outlives the tests
 // (go.uber.org/goleak, retried patiently by leakcheck).
-func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
+//
+// A wait on a raft future stranded by a killed cluster node stays
+// until the process exits (testcluster.IgnoreStrandedFutures).
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m, testcluster.IgnoreStrandedFutures)) }
 
 // testServer is an in-process dflockd on a loopback TCP port.
 type testServer struct {

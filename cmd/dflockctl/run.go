@@ -51,21 +51,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return report(stderr, err)
 	}
 	cmdTimeout := time.Duration(cli.CommandTimeout)
+	// Each --cluster entry is one shard: the members of a cluster,
+	// separated by commas, as client.Lock.Servers takes them.
+	servers := cli.Server
+	if len(cli.Cluster) > 0 {
+		servers = make([]string, len(cli.Cluster))
+		for i, c := range cli.Cluster {
+			if !strings.Contains(c, ",") {
+				c += "," // one member given: still a cluster
+			}
+			servers[i] = c
+		}
+	}
 	switch cli.command {
 	case "lock":
 		c := &cli.Lock
 		return hold(ctx, holdSpec{kind: "lock", key: c.Key, command: c.Command, flags: c.holdFlags, commandTimeout: cmdTimeout},
-			cli.Server, opts, stdout, stderr)
+			servers, opts, stdout, stderr)
 	case "semaphore":
 		c := &cli.Semaphore
 		return hold(ctx, holdSpec{kind: "semaphore", key: c.Key, limit: c.Limit, command: c.Command, flags: c.holdFlags, commandTimeout: cmdTimeout},
-			cli.Server, opts, stdout, stderr)
+			servers, opts, stdout, stderr)
 	}
 	// The other commands end quietly on SIGINT or SIGTERM.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := target{addr: cli.Server[0], opts: opts, timeout: cmdTimeout, endpoint: cli.endpointOf(cli.Server[0])}
+	srv := target{addr: servers[0], opts: opts, timeout: cmdTimeout, endpoint: cli.endpointOf(servers[0])}
+	ct := clusterTarget{members: cli.clusterMembers(), srv: srv}
 	switch cli.command {
+	case "cluster status":
+		err = cli.ClusterOps.Status.run(ctx, ct, stdout)
+	case "cluster add":
+		err = cli.ClusterOps.Add.run(ctx, ct, stdout)
+	case "cluster remove":
+		err = cli.ClusterOps.Remove.run(ctx, ct, stdout)
+	case "cluster transfer":
+		err = cli.ClusterOps.Transfer.run(ctx, ct, stdout)
 	case "signal":
 		err = cli.Signal.run(ctx, srv, stdin, stdout)
 	case "listen":
@@ -192,6 +213,9 @@ func describe(err error) string {
 	}
 	if errors.Is(err, client.ErrAuth) {
 		return "the server refused the auth token (check --auth-token, --auth-token-file or $DFLOCKD_AUTH_TOKEN)"
+	}
+	if nl, ok := errors.AsType[*client.NoLeaderError](err); ok {
+		return oneLine(fmt.Errorf("no leader: %d of %d reachable (%s)", nl.Reachable(), nl.Members(), describeAttempts(nl)))
 	}
 	if de, ok := errors.AsType[*client.DialError](err); ok {
 		return oneLine(dialHint(de))

@@ -68,7 +68,8 @@ type Node struct {
 
 	c       *Cluster
 	dataDir string
-	raftLn  string // the real raft listen address
+	raftLn  string       // the real raft listen address
+	ln      net.Listener // the client listener bound by Start, until the first start
 
 	mu   sync.Mutex
 	rep  *cluster.Replica
@@ -95,7 +96,14 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	for i := range cfg.Nodes {
 		id := fmt.Sprintf("n%d", i+1)
 		c.peers = append(c.peers, cluster.Peer{ID: id, Addr: testutil.FreeAddr(t)})
-		n := &Node{ID: id, Index: i, c: c, raftLn: c.peers[i].Addr, Addr: testutil.FreeAddr(t)}
+		// The client listener is bound now and kept until the node
+		// first starts: a port only reserved could meanwhile become the
+		// local port of one of the many connections the cluster opens.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("testcluster: client listener: %v", err)
+		}
+		n := &Node{ID: id, Index: i, c: c, raftLn: c.peers[i].Addr, Addr: ln.Addr().String(), ln: ln}
 		if !cfg.InMemory {
 			n.dataDir = t.TempDir()
 		}
@@ -165,7 +173,11 @@ func (n *Node) start() error {
 	if err != nil {
 		return fmt.Errorf("testcluster: start %s: %w", n.ID, err)
 	}
-	l, err := listenRetry(n.Addr)
+	l, err := n.ln, error(nil)
+	n.ln = nil
+	if l == nil {
+		l, err = listenRetry(n.Addr)
+	}
 	if err != nil {
 		_ = rep.Close()
 		return fmt.Errorf("testcluster: %s client listener: %w", n.ID, err)
@@ -413,6 +425,9 @@ func (c *Cluster) Addrs() []string {
 func (c *Cluster) close() {
 	for _, n := range c.Nodes {
 		n.shutdown()
+		if n.ln != nil { // never started
+			_ = n.ln.Close()
+		}
 	}
 	for _, row := range c.links {
 		for _, p := range row {

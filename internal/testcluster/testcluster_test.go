@@ -9,7 +9,7 @@ import (
 	"github.com/dflockd/dflockd/internal/testutil"
 )
 
-func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m, IgnoreStrandedFutures)) }
 
 // A lock taken through a follower (relayed) survives the leader's kill,
 // a partition that cuts the next leader off, and a restart of every node.
