@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/dflockd/dflockd/internal/testcluster"
 
 	"github.com/dflockd/dflockd/internal/faultproxy"
 	"github.com/dflockd/dflockd/internal/leakcheck"
@@ -21,13 +21,7 @@ var (
 	seed = flag.Int64("lincheck.seed", 0, "seed of the random runs (0 = from the clock)")
 )
 
-// strandedFuture is the goroutine cluster.Replica.await leaves waiting on
-// a proposal that raft never answers (one left in its buffered apply
-// channel when the node is killed): it stays until the process exits, as
-// await documents.
-const strandedFuture = "github.com/dflockd/dflockd/cluster.(*Replica).await.func1"
-
-func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m, goleak.IgnoreAnyFunction(strandedFuture))) }
+func TestMain(m *testing.M) { os.Exit(leakcheck.Main(m, testcluster.IgnoreStrandedFutures)) }
 
 func longMode() bool {
 	if *long {
