@@ -121,3 +121,30 @@ func TestAnnouncementsOnlyFromMembers(t *testing.T) {
 		t.Fatalf("a removed member's announcement set %+v", leader.State().Members())
 	}
 }
+
+// Over mutual TLS the followers' announcements reach the leader too, and
+// a node without a certificate of the cluster's CA cannot even deliver
+// one.
+func TestEndpointsOverMutualTLS(t *testing.T) {
+	ca := newTestCA(t)
+	tr := newTestReplicas(t, 3, 0, func(i int, cfg *ReplicaConfig) {
+		cfg.Endpoints = endpointsOf(i, 0)
+		cfg.Node.TLS = ca.config(t, cfg.Node.ID)
+	})
+	want := make(map[string][]string)
+	for i, c := range tr.cfgs {
+		want[c.Node.ID] = endpointsOf(i, 0)
+	}
+	waitListsAll(t, tr, want, "after start")
+
+	leader, li := tr.leader()
+	stranger := listenStream(t, newTestCA(t).config(t, "n2"))
+	victim := tr.cfgs[(li+1)%3].Node.ID
+	err := stranger.sendAnnouncement(context.Background(), raft.ServerAddress(leader.node.Stream().Addr().String()), victim, []string{"tcp://evil:1"})
+	if err == nil {
+		t.Fatal("an announcement over a link with a foreign certificate was taken")
+	}
+	if !leader.published(victim, want[victim]) {
+		t.Fatalf("the member list changed: %+v", leader.State().Members())
+	}
+}
