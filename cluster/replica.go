@@ -223,7 +223,7 @@ func (r *Replica) gainLeadership() {
 	r.leading = true
 	r.mu.Unlock()
 	r.kick()
-	if len(r.cfg.Endpoints) > 0 {
+	if len(r.cfg.Endpoints) > 0 && !r.published(r.node.ID(), r.cfg.Endpoints) {
 		_, _ = r.propose(context.Background(), &SetMember{Node: r.node.ID(), Endpoints: r.cfg.Endpoints})
 	}
 	if r.st.Policy() != r.cfg.Policy {
