@@ -809,8 +809,11 @@ func (r *Replica) RemoveMember(id string) error {
 		return fmt.Errorf("cluster: remove %s: %w", id, err)
 	}
 	// Its endpoints go with it (best effort: the `cluster` answer lists
-	// only members of the configuration anyway).
-	_, _ = r.Propose(context.Background(), &SetMember{Node: id})
+	// only members of the configuration anyway; a leader that removed
+	// itself no longer leads).
+	if id != r.node.ID() {
+		_, _ = r.Propose(context.Background(), &SetMember{Node: id})
+	}
 	return nil
 }
 
