@@ -57,8 +57,9 @@ type ReplicaConfig struct {
 	// serving.
 	OnStop func()
 	// Endpoints are this node's client endpoints (URLs), published in
-	// the replicated member list when it leads, for the `cluster`
-	// request.
+	// the replicated member list for the `cluster` request: proposed
+	// when the node leads, announced to the leader when it follows
+	// (announce.go).
 	Endpoints []string
 	// OnLeadership, when set, is called (from the Replica's goroutine)
 	// when the node starts serving as leader (true) and when it stops
@@ -76,6 +77,7 @@ type Replica struct {
 
 	notify chan bool
 	stop   chan struct{}
+	cancel context.CancelFunc // stops announceLoop (nil without endpoints)
 	wg     sync.WaitGroup
 
 	met replicaMetrics
@@ -122,9 +124,16 @@ func StartReplica(cfg ReplicaConfig) (*Replica, error) {
 		return nil, err
 	}
 	r.node = node
+	node.stream.setAnnounceHandler(r.handleAnnounce)
 	r.wg.Add(2)
 	go r.leadershipLoop()
 	go r.leaseLoop()
+	if len(cfg.Endpoints) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		r.cancel = cancel
+		r.wg.Add(1)
+		go r.announceLoop(ctx)
+	}
 	return r, nil
 }
 
@@ -145,6 +154,9 @@ func (r *Replica) Leading() bool {
 // first, so that proposals in flight fail at once.
 func (r *Replica) Close() error {
 	close(r.stop)
+	if r.cancel != nil {
+		r.cancel()
+	}
 	err := r.node.Close()
 	r.wg.Wait()
 	r.loseLeadership()
@@ -211,7 +223,7 @@ func (r *Replica) gainLeadership() {
 	r.leading = true
 	r.mu.Unlock()
 	r.kick()
-	if len(r.cfg.Endpoints) > 0 {
+	if len(r.cfg.Endpoints) > 0 && !r.published(r.node.ID(), r.cfg.Endpoints) {
 		_, _ = r.propose(context.Background(), &SetMember{Node: r.node.ID(), Endpoints: r.cfg.Endpoints})
 	}
 	if r.st.Policy() != r.cfg.Policy {
@@ -795,6 +807,12 @@ func (r *Replica) RemoveMember(id string) error {
 	}
 	if err := r.await(context.Background(), rf.RemoveServer(raft.ServerID(id), 0, membershipTimeout)); err != nil {
 		return fmt.Errorf("cluster: remove %s: %w", id, err)
+	}
+	// Its endpoints go with it (best effort: the `cluster` answer lists
+	// only members of the configuration anyway; a leader that removed
+	// itself no longer leads).
+	if id != r.node.ID() {
+		_, _ = r.Propose(context.Background(), &SetMember{Node: id})
 	}
 	return nil
 }

@@ -19,7 +19,9 @@ type testReplicas struct {
 	nodes []*Replica
 }
 
-func newTestReplicas(t testing.TB, size int, grace time.Duration) *testReplicas {
+// newTestReplicas starts size replicas; each opt may change node i's
+// configuration before it starts.
+func newTestReplicas(t testing.TB, size int, grace time.Duration, opts ...func(i int, cfg *ReplicaConfig)) *testReplicas {
 	t.Helper()
 	addrs := freeAddrs(t, size)
 	var peers []Peer
@@ -30,6 +32,9 @@ func newTestReplicas(t testing.TB, size int, grace time.Duration) *testReplicas 
 	for i := range size {
 		tr.cfgs = append(tr.cfgs, ReplicaConfig{Grace: grace, Node: NodeConfig{ID: peers[i].ID, RaftAddr: addrs[i],
 			DataDir: t.TempDir(), Peers: peers, Timeouts: fastTimeouts, SegmentSize: 64 << 10}})
+		for _, o := range opts {
+			o(i, &tr.cfgs[i])
+		}
 		tr.nodes = append(tr.nodes, nil)
 		tr.start(i)
 	}

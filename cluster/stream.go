@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -90,6 +91,8 @@ type Stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// announce handles members' endpoint announcements (announce.go).
+	announce atomic.Pointer[announceHandler]
 
 	mu      sync.Mutex
 	pending map[net.Conn]struct{} // handshakes in progress
@@ -166,8 +169,9 @@ func (s *Stream) acceptLoop() {
 
 // open completes an accepted connection: the TLS handshake, then the
 // first byte, which says whether it carries raft RPCs (raft's own framing,
-// handed to Accept) or a relayed client connection (relayMagic, handed to
-// AcceptRelay). Both are bounded by handshakeTimeout.
+// handed to Accept), a relayed client connection (relayMagic, handed to
+// AcceptRelay) or a member's endpoint announcement (announceMagic,
+// answered here). All are bounded by handshakeTimeout.
 func (s *Stream) open(c net.Conn) {
 	defer s.untrack(c)
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -185,6 +189,11 @@ func (s *Stream) open(c net.Conn) {
 	}
 	var first [1]byte
 	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		conn.Close()
+		return
+	}
+	if first[0] == announceMagic {
+		s.serveAnnounce(conn) // within the deadline set above
 		conn.Close()
 		return
 	}

@@ -39,9 +39,10 @@ cluster, then the members it did not reach yet at their client
 endpoints, and prints one row per member of the configuration: ROLE,
 TERM, COMMIT and APPLIED come from the member's own answer (unreachable
 when it did not answer), LAST CONTACT is how long ago it heard from the
-leader. A member whose client endpoints are not known yet (a node
-publishes them when it first leads) and whose address was not given is
-shown as unknown. Exit status 3 when no member answers.`
+leader. A member whose client endpoints are not known yet (every node
+publishes its own through the leader; one that has not reached a leader
+since it joined has none yet) and whose address was not given is shown
+as unknown. Exit status 3 when no member answers.`
 }
 
 // ClusterAddCmd adds a member.
@@ -260,8 +261,9 @@ func writeClusterStatus(w io.Writer, view *client.ClusterStatus, answers []membe
 		}
 		if st == nil {
 			// Not heard from: unreachable, or not asked when its client
-			// endpoints are not known (a node publishes them when it
-			// first leads) and no address given was its.
+			// endpoints are not known (every node publishes its own
+			// through the leader, once it reaches one) and no address
+			// given was its.
 			role := "unreachable"
 			if len(endpoints) == 0 && !failed {
 				role = "unknown"

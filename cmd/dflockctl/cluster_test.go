@@ -28,6 +28,15 @@ var clusterEnv = map[string]string{"DFLOCKD_AUTH_TOKEN": "s3cret"}
 func TestClusterStatusTable(t *testing.T) {
 	tc := startCluster(t)
 	leader := tc.Leader(t)
+	// Every node publishes its endpoints through the leader, shortly
+	// after it is elected.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(leader.Replica().State().Members()) != len(tc.Nodes) {
+		if time.Now().After(deadline) {
+			t.Fatalf("endpoints published: %+v", leader.Replica().State().Members())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	p := runCLI(t, clusterEnv, "--cluster", strings.Join(tc.Addrs(), ","), "cluster", "status")
 	if p.code != 0 {
 		t.Fatalf("exit %d: %s", p.code, p.stderr.String())
@@ -50,15 +59,14 @@ func TestClusterStatusTable(t *testing.T) {
 		if !strings.Contains(line, " "+role+" ") || !strings.Contains(line, " yes ") {
 			t.Errorf("row of %s: %q, want role %s, a voter", n.ID, line, role)
 		}
-		// Only a node that has led has told the cluster its endpoints.
-		if n == leader && !strings.Contains(line, "tcp://"+n.Addr) {
-			t.Errorf("row of the leader %s: %q, want its endpoint", n.ID, line)
+		if !strings.Contains(line, "tcp://"+n.Addr) {
+			t.Errorf("row of %s: %q, want its endpoint", n.ID, line)
 		}
 	}
-	// Through the leader alone: the followers have not published their
-	// endpoints (they never led), so they cannot be asked.
+	// Through the leader alone: the followers are asked at the
+	// endpoints they published.
 	p = runCLI(t, clusterEnv, "--cluster", leader.Addr, "cluster", "status")
-	if p.code != 0 || strings.Count(p.stdout.String(), " unknown ") != 2 {
+	if p.code != 0 || strings.Count(p.stdout.String(), " follower ") != 2 {
 		t.Fatalf("through the leader alone: exit %d, stdout:\n%s", p.code, p.stdout.String())
 	}
 
