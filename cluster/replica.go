@@ -529,7 +529,6 @@ func (r *Replica) Renew(ctx context.Context, kind core.Kind, key string, tok cor
 		r.mu.Unlock()
 		return 0, core.ErrLeaseExpired
 	}
-	epoch := r.epoch
 	r.mu.Unlock()
 	if ttl != h.TTL {
 		res, err := r.propose(ctx, &Retime{Kind: kind, Key: key, Token: tok, TTL: ttl})
@@ -542,13 +541,7 @@ func (r *Replica) Renew(ctx context.Context, kind core.Kind, key string, tok cor
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.leading || r.epoch != epoch {
-		// Leadership moved while the Retime was proposed: the lease
-		// lives on under whoever leads now (re-armed at full length),
-		// so the client must ask there, not be told it ended.
-		return 0, ErrNotLeader
-	}
-	if r.leases[tok] != l || l.evicting {
+	if !r.leading || r.leases[tok] != l || l.evicting {
 		return 0, core.ErrLeaseExpired
 	}
 	l.ttl = ttl
