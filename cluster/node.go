@@ -65,8 +65,15 @@ type NodeConfig struct {
 	// DataDir holds the raft log, stable store and snapshots; empty
 	// keeps them in memory (tests only: nothing survives a restart).
 	DataDir string
-	// RaftAddr is the raft listen address (host:port). Required.
+	// RaftAddr is the raft listen address (host:port). Required unless
+	// Listener is set.
 	RaftAddr string
+	// Listener, when set, is the raft listener, already bound (RaftAddr
+	// is then its address; StartNode owns it, closing it if it fails): a
+	// caller that must know every node's
+	// address before any node starts binds them all first, with no
+	// window in which another socket could take a port.
+	Listener net.Listener
 	// Advertise is the address other nodes dial (empty = the bound
 	// address).
 	Advertise string
@@ -115,7 +122,15 @@ type Node struct {
 
 // StartNode opens the node's storage, binds its raft address, bootstraps
 // the cluster from cfg.Peers if the storage is empty, and starts raft.
-func StartNode(cfg NodeConfig) (*Node, error) {
+func StartNode(cfg NodeConfig) (n *Node, err error) {
+	if cfg.Listener != nil {
+		cfg.RaftAddr = cfg.Listener.Addr().String()
+		defer func() {
+			if err != nil && (n == nil || n.stream == nil) {
+				cfg.Listener.Close() // it is the node's: closed on failure too
+			}
+		}()
+	}
 	if cfg.ID == "" || cfg.RaftAddr == "" || cfg.FSM == nil {
 		return nil, errors.New("cluster: a node needs an id, a raft address and a state machine")
 	}
@@ -147,7 +162,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("cluster: raft settings: %w", err)
 	}
 
-	n := &Node{cfg: cfg}
+	n = &Node{cfg: cfg}
 	var (
 		logs   raft.LogStore
 		stable raft.StableStore
@@ -173,7 +188,12 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		}
 		sc.Advertise = a
 	}
-	stream, err := Listen(cfg.RaftAddr, sc)
+	var stream *Stream
+	if cfg.Listener != nil {
+		stream = NewStream(cfg.Listener, sc)
+	} else {
+		stream, err = Listen(cfg.RaftAddr, sc)
+	}
 	if err != nil {
 		n.closeStores()
 		return nil, err

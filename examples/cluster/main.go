@@ -152,20 +152,30 @@ type node struct {
 // startCluster starts n nodes on loopback, each with its raft log under
 // dir, bootstrapped as one cluster.
 func startCluster(dir string, n int) ([]*node, error) {
+	// Bind every raft listener first: each node must be told all the
+	// others' addresses before it starts.
 	var peers []cluster.Peer
+	var lns []net.Listener
 	for i := range n {
-		addr, err := freeAddr()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
 			return nil, err
 		}
-		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: addr})
+		lns = append(lns, ln)
+		peers = append(peers, cluster.Peer{ID: fmt.Sprintf("n%d", i+1), Addr: ln.Addr().String()})
 	}
 	var nodes []*node
-	for _, p := range peers {
-		nd, err := startNode(dir, p, peers)
+	for i, p := range peers {
+		nd, err := startNode(dir, p, lns[i], peers)
 		if err != nil {
 			for _, o := range nodes {
 				o.stop()
+			}
+			for _, l := range lns[i+1:] {
+				l.Close()
 			}
 			return nil, err
 		}
@@ -174,9 +184,10 @@ func startCluster(dir string, n int) ([]*node, error) {
 	return nodes, nil
 }
 
-func startNode(dir string, self cluster.Peer, peers []cluster.Peer) (*node, error) {
+func startNode(dir string, self cluster.Peer, raftLn net.Listener, peers []cluster.Peer) (*node, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		raftLn.Close()
 		return nil, err
 	}
 	nd := &node{id: self.ID, addr: ln.Addr().String(), done: make(chan error, 2)}
@@ -189,7 +200,7 @@ func startNode(dir string, self cluster.Peer, peers []cluster.Peer) (*node, erro
 				srv.DropConnections()
 			}
 		},
-		Node: cluster.NodeConfig{ID: self.ID, RaftAddr: self.Addr, DataDir: filepath.Join(dir, self.ID), Peers: peers,
+		Node: cluster.NodeConfig{ID: self.ID, Listener: raftLn, DataDir: filepath.Join(dir, self.ID), Peers: peers,
 			// Shorter than dflockd's default (500 ms), for a quick demo.
 			Timeouts: cluster.Timeouts{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond,
 				LeaderLease: 100 * time.Millisecond}},
@@ -242,13 +253,4 @@ func waitLeader(ctx context.Context, nodes []*node, old *node) (*node, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

@@ -70,6 +70,7 @@ type Node struct {
 	dataDir string
 	raftLn  string       // the real raft listen address
 	ln      net.Listener // the client listener bound by Start, until the first start
+	raftL   net.Listener // the raft listener bound by Start, until the first start
 
 	mu   sync.Mutex
 	rep  *cluster.Replica
@@ -95,15 +96,21 @@ func Start(t testing.TB, cfg Config) *Cluster {
 	t.Cleanup(c.close)
 	for i := range cfg.Nodes {
 		id := fmt.Sprintf("n%d", i+1)
-		c.peers = append(c.peers, cluster.Peer{ID: id, Addr: testutil.FreeAddr(t)})
-		// The client listener is bound now and kept until the node
-		// first starts: a port only reserved could meanwhile become the
-		// local port of one of the many connections the cluster opens.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		// Both listeners are bound now and kept until the node first
+		// starts, so no other socket can take a port in between; their
+		// ports lie below the ephemeral range (testutil.FreeAddr), so
+		// that a restart can bind them again.
+		raftLn, err := net.Listen("tcp", testutil.FreeAddr(t))
 		if err != nil {
+			t.Fatalf("testcluster: raft listener: %v", err)
+		}
+		ln, err := net.Listen("tcp", testutil.FreeAddr(t))
+		if err != nil {
+			raftLn.Close()
 			t.Fatalf("testcluster: client listener: %v", err)
 		}
-		n := &Node{ID: id, Index: i, c: c, raftLn: c.peers[i].Addr, Addr: ln.Addr().String(), ln: ln}
+		c.peers = append(c.peers, cluster.Peer{ID: id, Addr: raftLn.Addr().String()})
+		n := &Node{ID: id, Index: i, c: c, raftLn: c.peers[i].Addr, Addr: ln.Addr().String(), ln: ln, raftL: raftLn}
 		if !cfg.InMemory {
 			n.dataDir = t.TempDir()
 		}
@@ -166,10 +173,11 @@ func (n *Node) start() error {
 		},
 		Node: cluster.NodeConfig{
 			ID: n.ID, RaftAddr: n.raftLn, DataDir: n.dataDir, Peers: c.peers,
-			Timeouts: c.cfg.Timeouts, Dial: c.dialer(n.Index),
+			Timeouts: c.cfg.Timeouts, Dial: c.dialer(n.Index), Listener: n.raftL,
 		},
 	}
 	rep, err := startReplica(cfg)
+	n.raftL = nil // the node's now, or closed
 	if err != nil {
 		return fmt.Errorf("testcluster: start %s: %w", n.ID, err)
 	}
@@ -208,7 +216,7 @@ func startReplica(cfg cluster.ReplicaConfig) (*cluster.Replica, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rep, err := cluster.StartReplica(cfg)
-		if err == nil || time.Now().After(deadline) {
+		if err == nil || time.Now().After(deadline) || cfg.Node.Listener != nil {
 			return rep, err
 		}
 		var oe *net.OpError
@@ -427,6 +435,9 @@ func (c *Cluster) close() {
 		n.shutdown()
 		if n.ln != nil { // never started
 			_ = n.ln.Close()
+		}
+		if n.raftL != nil {
+			_ = n.raftL.Close()
 		}
 	}
 	for _, row := range c.links {
