@@ -158,23 +158,23 @@ func (c *ProcCluster) start(ctx context.Context, i int) error {
 	c.mu.Lock()
 	n.cmd, n.exited, n.log = cmd, exited, log
 	c.mu.Unlock()
-	if err := waitAccepting(ctx, n.client, exited); err != nil {
+	if err := WaitAccepting(ctx, n.client, exited, 30*time.Second); err != nil {
 		return fmt.Errorf("bench: cluster: %s: %w (its output: %s)", n.id, err, log.String())
 	}
 	return nil
 }
 
-// waitAccepting polls addr until it accepts a connection (30 s at most,
-// and not after the process exited).
-func waitAccepting(ctx context.Context, addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(30 * time.Second)
+// WaitAccepting polls addr until it accepts a connection: at most
+// timeout, and not once exited is closed (the process serving it ended).
+func WaitAccepting(ctx context.Context, addr string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			return c.Close()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not listening on %s after 30s: %w", addr, err)
+			return fmt.Errorf("not listening on %s after %v: %w", addr, timeout, err)
 		}
 		select {
 		case <-ctx.Done():

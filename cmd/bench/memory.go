@@ -70,7 +70,7 @@ func (m *MemoryCmd) run(ctx context.Context, stdout, stderr io.Writer) error {
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	defer stopProcess(cmd, exited)
-	if err := waitListening(ctx, addr, exited); err != nil {
+	if err := bench.WaitAccepting(ctx, addr, exited, 10*time.Second); err != nil {
 		return fmt.Errorf("memory: server: %w (its output: %s)", err, strings.TrimSpace(logs.String()))
 	}
 	fmt.Fprintf(stderr, "bench: memory: dflockd pid %d on %s\n", pid, addr)
@@ -138,28 +138,6 @@ func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
 	case <-time.After(5 * time.Second):
 		_ = cmd.Process.Kill()
 		<-exited
-	}
-}
-
-// waitListening polls addr until it accepts a connection (10 s at most,
-// and not after the process has exited).
-func waitListening(ctx context.Context, addr string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not listening on %s after 10s: %w", addr, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errors.New("exited before listening")
-		case <-time.After(20 * time.Millisecond):
-		}
 	}
 }
 

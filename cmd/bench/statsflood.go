@@ -98,7 +98,7 @@ func (c *StatsFloodCmd) run(ctx context.Context, stdout, stderr io.Writer) error
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	defer stopProcess(cmd, exited)
-	if err := waitListening(ctx, addr, exited); err != nil {
+	if err := bench.WaitAccepting(ctx, addr, exited, 10*time.Second); err != nil {
 		return fmt.Errorf("stats-flood: server: %w (its output: %s)", err, strings.TrimSpace(logs.String()))
 	}
 	fmt.Fprintf(stderr, "bench: stats-flood: dflockd pid %d on %s; holding %d keys and %d subscriptions\n",

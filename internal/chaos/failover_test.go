@@ -73,25 +73,6 @@ func (r *failoverRun) violate(format string, args ...any) {
 	}
 }
 
-// ready reports whether node i is worth dialling: up, and the leader it
-// knows of is up and serving.
-func (r *failoverRun) ready(i int) bool {
-	rep := r.c.Nodes[i].Replica()
-	if rep == nil {
-		return false
-	}
-	st := rep.Status()
-	if st.Leader == nil {
-		return false
-	}
-	for _, n := range r.c.Nodes {
-		if n.ID == st.Leader.ID {
-			return n.Leading()
-		}
-	}
-	return false
-}
-
 // failoverClient is one client: a named session and, at times, one held
 // slot.
 type failoverClient struct {
@@ -161,7 +142,7 @@ func (c *failoverClient) connect(deadline time.Time) bool {
 	addrs := c.r.c.Addrs()
 	for time.Now().Before(deadline) {
 		i := c.node % len(addrs)
-		if !c.r.ready(i) {
+		if !c.r.c.Ready(i) {
 			c.node++
 			time.Sleep(10 * time.Millisecond)
 			continue

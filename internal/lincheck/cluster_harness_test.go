@@ -109,26 +109,6 @@ func (h *clusterHarness) history(client int) []porcupine.Operation {
 	return ops
 }
 
-// ready reports whether node i is worth dialling: it is up and the
-// leader it knows of is up and serving (itself, or one it relays to).
-// It only spares clients hopeless attempts while an election runs.
-func (h *clusterHarness) ready(i int) bool {
-	rep := h.c.Nodes[i].Replica()
-	if rep == nil {
-		return false
-	}
-	st := rep.Status()
-	if st.Leader == nil {
-		return false
-	}
-	for _, n := range h.c.Nodes {
-		if n.ID == st.Leader.ID {
-			return n.Leading()
-		}
-	}
-	return false
-}
-
 // cclient is one client of a cluster run.
 type cclient struct {
 	h     *clusterHarness
@@ -386,7 +366,7 @@ func (c *cclient) connect(deadline time.Time) bool {
 	for time.Now().Before(deadline) {
 		if c.conn == nil {
 			i := c.node % len(addrs)
-			if !c.h.ready(i) {
+			if !c.h.c.Ready(i) {
 				c.node++
 				time.Sleep(10 * time.Millisecond)
 				continue

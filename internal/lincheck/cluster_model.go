@@ -344,23 +344,5 @@ func DescribeCluster(in Input, out Output) string {
 // ClusterModel returns the porcupine model of a replicated cluster's
 // lock and semaphore service (see ClusterState).
 func ClusterModel() porcupine.Model {
-	nm := porcupine.NondeterministicModel{
-		Partition: Partition,
-		Init:      func() []interface{} { return []interface{}{ClusterState{}} },
-		Step: func(state, input, output interface{}) []interface{} {
-			next := ClusterStep(state.(ClusterState), input.(Input), output.(Output))
-			out := make([]interface{}, len(next))
-			for i, s := range next {
-				out[i] = s
-			}
-			return out
-		},
-		Equal: func(a, b interface{}) bool { return a.(ClusterState).Equal(b.(ClusterState)) },
-		Hash:  func(s interface{}) uint64 { return s.(ClusterState).Hash() },
-		DescribeOperation: func(input, output interface{}) string {
-			return DescribeCluster(input.(Input), output.(Output))
-		},
-		DescribeState: func(s interface{}) string { return s.(ClusterState).String() },
-	}
-	return nm.ToModel()
+	return nondeterministic(ClusterState{}, ClusterStep, DescribeCluster)
 }

@@ -1024,23 +1024,34 @@ func Partition(history []porcupine.Operation) [][]porcupine.Operation {
 
 // Model returns the porcupine model of the lock and semaphore service.
 func Model() porcupine.Model {
+	return nondeterministic(State{}, Step, Describe)
+}
+
+// modelState is what nondeterministic needs of a model's state.
+type modelState[S any] interface {
+	Equal(S) bool
+	Hash() uint64
+	String() string
+}
+
+// nondeterministic builds a porcupine model from a state machine whose
+// step may lead to several states.
+func nondeterministic[S modelState[S]](init S, step func(S, Input, Output) []S, describe func(Input, Output) string) porcupine.Model {
 	nm := porcupine.NondeterministicModel{
 		Partition: Partition,
-		Init:      func() []interface{} { return []interface{}{State{}} },
+		Init:      func() []interface{} { return []interface{}{init} },
 		Step: func(state, input, output interface{}) []interface{} {
-			next := Step(state.(State), input.(Input), output.(Output))
+			next := step(state.(S), input.(Input), output.(Output))
 			out := make([]interface{}, len(next))
 			for i, s := range next {
 				out[i] = s
 			}
 			return out
 		},
-		Equal: func(a, b interface{}) bool { return a.(State).Equal(b.(State)) },
-		Hash:  func(s interface{}) uint64 { return s.(State).Hash() },
-		DescribeOperation: func(input, output interface{}) string {
-			return Describe(input.(Input), output.(Output))
-		},
-		DescribeState: func(s interface{}) string { return s.(State).String() },
+		Equal:             func(a, b interface{}) bool { return a.(S).Equal(b.(S)) },
+		Hash:              func(s interface{}) uint64 { return s.(S).Hash() },
+		DescribeOperation: func(input, output interface{}) string { return describe(input.(Input), output.(Output)) },
+		DescribeState:     func(s interface{}) string { return s.(S).String() },
 	}
 	return nm.ToModel()
 }

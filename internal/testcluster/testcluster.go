@@ -409,6 +409,25 @@ func (c *Cluster) WaitLeader(ctx context.Context, d time.Duration, except ...*No
 	}
 }
 
+// Ready reports whether node i is up and knows a leader that is up and
+// serving: a client of node i would be served now.
+func (c *Cluster) Ready(i int) bool {
+	rep := c.Nodes[i].Replica()
+	if rep == nil {
+		return false
+	}
+	st := rep.Status()
+	if st.Leader == nil {
+		return false
+	}
+	for _, n := range c.Nodes {
+		if n.ID == st.Leader.ID {
+			return n.Leading()
+		}
+	}
+	return false
+}
+
 // Followers returns the nodes that are up and not leading.
 func (c *Cluster) Followers() []*Node {
 	var out []*Node
