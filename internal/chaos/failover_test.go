@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"math/rand"
 	"net"
@@ -431,62 +430,11 @@ func (r *failoverRun) sampleLeader(last map[string]uint64) {
 	}
 }
 
-// failoverFault injects one fault and waits for a serving leader.
+// failoverFault injects one fault (testcluster.Inject) and logs its time.
 func failoverFault(t *testing.T, c *testcluster.Cluster, name string, rng *rand.Rand) {
 	t0 := time.Now()
-	defer func() { t.Logf("fault %s took %v", name, time.Since(t0).Round(time.Millisecond)) }()
-	leader := func(except ...*testcluster.Node) *testcluster.Node {
-		n, err := c.WaitLeader(context.Background(), 20*time.Second, except...)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-		return n
-	}
-	switch name {
-	case "kill-leader", "isolate-leader":
-		l := leader()
-		if l == nil {
-			return
-		}
-		if name == "kill-leader" {
-			c.Kill(l.Index)
-		} else {
-			c.Isolate(l.Index)
-		}
-		leader(l)
-		time.Sleep(200 * time.Millisecond)
-		if name == "kill-leader" {
-			c.Restart(l.Index)
-		} else {
-			c.Heal()
-		}
-	case "kill-follower", "isolate-follower":
-		fs := c.Followers()
-		if len(fs) == 0 {
-			t.Errorf("%s: no follower", name)
-			return
-		}
-		f := fs[rng.Intn(len(fs))]
-		if name == "kill-follower" {
-			c.Kill(f.Index)
-			time.Sleep(400 * time.Millisecond)
-			c.Restart(f.Index)
-		} else {
-			c.Isolate(f.Index)
-			time.Sleep(400 * time.Millisecond)
-			c.Heal()
-		}
-	case "restart-all":
-		for i := range c.Nodes {
-			c.Kill(i)
-		}
-		for i := range c.Nodes {
-			c.Restart(i)
-		}
-	default:
-		t.Fatalf("unknown fault %q", name)
-	}
-	leader()
+	c.Inject(t, name, rng)
+	t.Logf("fault %s took %v", name, time.Since(t0).Round(time.Millisecond))
 }
 
 // TestChaosFailover is the chaos test against a replicated cluster (see

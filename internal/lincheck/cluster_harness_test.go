@@ -3,7 +3,6 @@ package lincheck
 import (
 	"bufio"
 	"cmp"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -603,77 +602,12 @@ func runClusterRun(t *testing.T, cfg clusterConfig) {
 	t.Fatalf("history is %s (seed %d)", res, cfg.seed)
 }
 
-// runFault injects one fault of the schedule and waits for the cluster to
-// serve again: kill-leader, kill-follower, isolate-leader,
-// isolate-follower (each undone after a while: restart, heal) and
-// restart-all (every node killed, then every node restarted).
+// runFault injects one fault of the schedule (testcluster.Inject) and
+// logs when it came and how long it took.
 func runFault(t *testing.T, h *clusterHarness, name string, rng *rand.Rand) {
-	c := h.c
-	leader := func(except ...*testcluster.Node) *testcluster.Node {
-		n, err := c.WaitLeader(context.Background(), 20*time.Second, except...)
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-		}
-		return n
-	}
-	follower := func() *testcluster.Node {
-		fs := c.Followers()
-		if len(fs) == 0 {
-			t.Errorf("%s: no follower", name)
-			return nil
-		}
-		return fs[rng.Intn(len(fs))]
-	}
 	t0 := time.Now()
-	defer func() {
-		t.Logf("fault %s at %v took %v", name, t0.Sub(h.start).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
-	}()
-	switch name {
-	case "kill-leader":
-		l := leader()
-		if l == nil {
-			return
-		}
-		c.Kill(l.Index)
-		leader(l)
-		time.Sleep(200 * time.Millisecond)
-		c.Restart(l.Index)
-	case "isolate-leader":
-		l := leader()
-		if l == nil {
-			return
-		}
-		c.Isolate(l.Index)
-		leader(l)
-		time.Sleep(200 * time.Millisecond)
-		c.Heal()
-	case "kill-follower":
-		f := follower()
-		if f == nil {
-			return
-		}
-		c.Kill(f.Index)
-		time.Sleep(400 * time.Millisecond)
-		c.Restart(f.Index)
-	case "isolate-follower":
-		f := follower()
-		if f == nil {
-			return
-		}
-		c.Isolate(f.Index)
-		time.Sleep(400 * time.Millisecond)
-		c.Heal()
-	case "restart-all":
-		for i := range c.Nodes {
-			c.Kill(i)
-		}
-		for i := range c.Nodes {
-			c.Restart(i)
-		}
-	default:
-		t.Fatalf("unknown fault %q", name)
-	}
-	leader()
+	h.c.Inject(t, name, rng)
+	t.Logf("fault %s at %v took %v", name, t0.Sub(h.start).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
 }
 
 // explainCluster logs, for the first partition porcupine rejects, the end

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"net"
 	"slices"
 	"sync"
@@ -466,4 +467,68 @@ func (c *Cluster) close() {
 			}
 		}
 	}
+}
+
+// Faults names the faults Inject knows.
+var Faults = []string{"kill-leader", "kill-follower", "isolate-leader", "isolate-follower", "restart-all"}
+
+// Inject injects one fault and waits for the cluster to serve again:
+// kill-leader and isolate-leader (undone, by a restart or a heal, once
+// another node leads), kill-follower and isolate-follower (a follower
+// picked with rng; undone after 400 ms), restart-all (every node killed,
+// then every node restarted). Problems are reported with t.Errorf.
+func (c *Cluster) Inject(t testing.TB, name string, rng *rand.Rand) {
+	t.Helper()
+	leader := func(except ...*Node) *Node {
+		n, err := c.WaitLeader(context.Background(), 20*time.Second, except...)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		return n
+	}
+	switch name {
+	case "kill-leader", "isolate-leader":
+		l := leader()
+		if l == nil {
+			return
+		}
+		if name == "kill-leader" {
+			c.Kill(l.Index)
+		} else {
+			c.Isolate(l.Index)
+		}
+		leader(l)
+		time.Sleep(200 * time.Millisecond)
+		if name == "kill-leader" {
+			c.Restart(l.Index)
+		} else {
+			c.Heal()
+		}
+	case "kill-follower", "isolate-follower":
+		fs := c.Followers()
+		if len(fs) == 0 {
+			t.Errorf("%s: no follower", name)
+			return
+		}
+		f := fs[rng.Intn(len(fs))]
+		if name == "kill-follower" {
+			c.Kill(f.Index)
+			time.Sleep(400 * time.Millisecond)
+			c.Restart(f.Index)
+		} else {
+			c.Isolate(f.Index)
+			time.Sleep(400 * time.Millisecond)
+			c.Heal()
+		}
+	case "restart-all":
+		for i := range c.Nodes {
+			c.Kill(i)
+		}
+		for i := range c.Nodes {
+			c.Restart(i)
+		}
+	default:
+		t.Fatalf("testcluster: unknown fault %q", name)
+	}
+	leader()
 }
