@@ -621,22 +621,8 @@ func explainCluster(t *testing.T, ops []porcupine.Operation) {
 		if res != porcupine.Illegal {
 			continue
 		}
-		var best []porcupine.Operation
-		for _, p := range info.PartialLinearizationsOperations() {
-			for _, l := range p {
-				if len(l) > len(best) {
-					best = l
-				}
-			}
-		}
-		states := []ClusterState{{}}
-		for _, op := range best {
-			var next []ClusterState
-			for _, s := range states {
-				next = append(next, ClusterStep(s, op.Input.(Input), op.Output.(Output))...)
-			}
-			states = dedupeStates(next)
-		}
+		best := longestLinearization(info)
+		states := statesAfter(ClusterState{}, ClusterStep, best)
 		var shown []porcupine.Operation
 		for _, op := range best {
 			if op.Input.(Input).Op != OpTick {

@@ -864,6 +864,37 @@ func cutAll(h *harness, clients []*client) {
 	h.st.cutAlls.Add(1)
 }
 
+// longestLinearization returns the longest linearizable prefix
+// porcupine found in a rejected partition.
+func longestLinearization(info porcupine.LinearizationInfo) []porcupine.Operation {
+	var best []porcupine.Operation
+	for _, p := range info.PartialLinearizationsOperations() {
+		for _, l := range p {
+			if len(l) > len(best) {
+				best = l
+			}
+		}
+	}
+	return best
+}
+
+// statesAfter returns the distinct model states ops can lead to from init.
+func statesAfter[S modelState[S]](init S, step func(S, Input, Output) []S, ops []porcupine.Operation) []S {
+	states := []S{init}
+	for _, op := range ops {
+		var next []S
+		for _, s := range states {
+			for _, n := range step(s, op.Input.(Input), op.Output.(Output)) {
+				if !slices.ContainsFunc(next, n.Equal) {
+					next = append(next, n)
+				}
+			}
+		}
+		states = next
+	}
+	return states
+}
+
 // explain logs, for the first partition porcupine rejects, the end of the
 // longest linearizable prefix, the model states it leads to, and the
 // earliest operations that could not be appended.
@@ -880,26 +911,8 @@ func explain(t testing.TB, ops []porcupine.Operation) {
 		if res != porcupine.Illegal {
 			continue
 		}
-		var best []porcupine.Operation
-		for _, p := range info.PartialLinearizationsOperations() {
-			for _, l := range p {
-				if len(l) > len(best) {
-					best = l
-				}
-			}
-		}
-		states := []State{{}}
-		for _, op := range best {
-			var next []State
-			for _, s := range states {
-				for _, n := range Step(s, op.Input.(Input), op.Output.(Output)) {
-					if !slices.ContainsFunc(next, n.Equal) {
-						next = append(next, n)
-					}
-				}
-			}
-			states = next
-		}
+		best := longestLinearization(info)
+		states := statesAfter(State{}, Step, best)
 		from := max(0, len(best)-25)
 		for _, op := range best[from:] {
 			t.Logf("  lin [%d,%d] cl%d %s", op.Call, op.Return, op.ClientId, Describe(op.Input.(Input), op.Output.(Output)))
